@@ -1,0 +1,43 @@
+# Every target bootstraps itself: a fresh clone needs only python3 (3.11+) and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck unit soak bench docs clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[all,dev]'
+	@touch $(STAMP)
+
+## make demo: services talking over the bus (in-process, no server needed)
+demo: $(STAMP)
+	$(BIN)/python examples/user_service.py
+
+## make test: ruff, mypy (strict) and the whole test suite
+test: $(STAMP) redis-server lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# The suite runs inside a private network namespace, so no multicast frame can
+# leave this machine; the Redis tests start their own redis-server inside it.
+unit: $(STAMP)
+	scripts/in-netns $(BIN)/pytest
+
+# Tests need a redis-server binary; install it when we may (root) and it is missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
+	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/inprocess.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site

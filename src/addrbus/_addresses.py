@@ -1,0 +1,60 @@
+"""Addresses: plain strings, ``str`` Enums or typed endpoints, checked once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+MAX_ADDRESS_LENGTH = 255
+
+_valid: dict[Any, str] = {}
+
+
+class TypedAddress(str):
+    """A ``str`` address that also names the type of its replies (see ``Endpoint``)."""
+
+    __slots__ = ()
+    __response_type__: Any = None
+
+_CACHE_LIMIT = 65_536
+
+
+def address_of(address: Any) -> str:
+    """Return the address as a plain ``str``, checked.
+
+    :raises ValueError: for an empty, whitespace-only, over-long address or
+        one with control characters.
+    :raises TypeError: for anything but a ``str`` or ``str`` Enum.
+    """
+    try:
+        return _valid[address]
+    except (KeyError, TypeError):
+        pass
+    if isinstance(address, Enum):
+        value = address.value
+    else:
+        value = address
+    if not isinstance(value, str):
+        raise TypeError(f"an address is a str or a str Enum, not {type(address).__name__}")
+    value = str.__str__(value)  # a str subclass (Endpoint) becomes a plain str
+    if not value.strip():
+        raise ValueError("an address must not be empty or whitespace only")
+    if len(value) > MAX_ADDRESS_LENGTH:
+        raise ValueError(f"an address must be at most {MAX_ADDRESS_LENGTH} characters, got {len(value)}")
+    if any(c < " " or "\x7f" <= c <= "\x9f" for c in value):
+        raise ValueError("an address must not contain control characters")
+    if len(_valid) < _CACHE_LIMIT:
+        try:
+            _valid[address] = value
+        except TypeError:
+            pass
+    return value
+
+
+def is_valid_address(value: str) -> bool:
+    """Tell whether a received address would be accepted by ``address_of``."""
+    try:
+        address_of(value)
+    except (TypeError, ValueError):
+        return False
+    return True

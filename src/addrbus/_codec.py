@@ -1,0 +1,151 @@
+"""Envelope ⇄ bytes, and bodies ⇄ the types handlers ask for.
+
+A frame is ``MAGIC + envelope JSON + b"\\n" + body JSON``. The envelope is a
+pydantic model; the body is its own JSON document so that it can be validated
+straight into the handler's type with ``TypeAdapter.validate_json``.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import pydantic_core
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ._message import WIRE_VERSION, Envelope
+
+MAGIC = b"AB"
+_SEP = b"\n"
+_NO_BODY = b"null"
+
+
+class FrameError(Exception):
+    """A received frame was rejected; ``reason`` says why, in a few words."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class BodyInvalid(Exception):
+    """A body did not validate; the text names fields, never input values."""
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Return the fields that failed and why, never the values sent."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        loc = ".".join(str(p) for p in error["loc"]) or "body"
+        parts.append(f"{loc}: {error['msg']}")
+    count = len(parts)
+    shown = "; ".join(parts[:10])
+    more = f" (and {count - 10} more)" if count > 10 else ""
+    return f"body failed validation ({count} error{'s' if count != 1 else ''}): {shown}{more}"
+
+
+class BodySpec:
+    """What a handler (or a requester) expects a body to be."""
+
+    __slots__ = ("adapter", "cls", "tp")
+
+    def __init__(self, tp: Any) -> None:
+        self.tp = tp
+        self.adapter: TypeAdapter[Any] | None = None if tp is Any else TypeAdapter(tp)
+        if tp is None:
+            tp = type(None)
+        # isinstance() gives a cheap fast path for plain classes only.
+        plain = isinstance(tp, type) and not isinstance(tp, types.GenericAlias)
+        self.cls: type | None = tp if plain and tp is not object else None
+
+    def from_python(self, value: Any) -> Any:
+        """Validate an in-process body, as a network transport would have.
+
+        :raises BodyInvalid: if it does not validate.
+        """
+        adapter = self.adapter
+        if adapter is None:
+            return value
+        cls = self.cls
+        if cls is not None and isinstance(value, cls):
+            return value
+        try:
+            # Through the JSON data model, so memory:// accepts exactly what the wire would.
+            return adapter.validate_python(pydantic_core.to_jsonable_python(value))
+        except ValidationError as exc:
+            raise BodyInvalid(describe_validation_error(exc)) from None
+        except (TypeError, ValueError, pydantic_core.PydanticSerializationError) as exc:
+            raise BodyInvalid(f"body is not JSON-shaped: {type(exc).__name__}") from None
+
+    def from_json(self, data: bytes) -> Any:
+        """Validate a body received as JSON.
+
+        :raises BodyInvalid: if it does not parse or validate.
+        """
+        try:
+            if self.adapter is None:
+                return pydantic_core.from_json(data)
+            return self.adapter.validate_json(data)
+        except ValidationError as exc:
+            raise BodyInvalid(describe_validation_error(exc)) from None
+        except ValueError:
+            raise BodyInvalid("body is not valid JSON") from None
+
+
+_specs: dict[Any, BodySpec] = {}
+ANY_SPEC = BodySpec(Any)
+
+
+def spec_for(tp: Any) -> BodySpec:
+    """Return the (cached) BodySpec for ``tp``."""
+    try:
+        return _specs[tp]
+    except KeyError:
+        spec = _specs[tp] = BodySpec(tp)
+        return spec
+    except TypeError:  # unhashable annotation
+        return BodySpec(tp)
+
+
+def encode_body(body: Any) -> bytes:
+    """Encode a body as JSON.
+
+    :raises TypeError: if it is not JSON-serialisable.
+    """
+    if body is None:
+        return _NO_BODY
+    if isinstance(body, BaseModel):
+        return body.__pydantic_serializer__.to_json(body)
+    try:
+        return pydantic_core.to_json(body)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise TypeError(f"body of type {type(body).__name__} is not JSON-serialisable") from exc
+
+
+def encode_frame(env: Envelope, body: bytes) -> bytes:
+    """Encode an envelope and an already-encoded body as one frame."""
+    return MAGIC + env.__pydantic_serializer__.to_json(env, exclude_defaults=True) + _SEP + body
+
+
+def decode_frame(frame: bytes) -> tuple[Envelope, bytes]:
+    """Decode a frame into its envelope and the body's JSON bytes.
+
+    :raises FrameError: with a short reason; never anything else.
+    """
+    if type(frame) is not bytes:
+        raise FrameError("not_bytes")
+    if not frame.startswith(MAGIC):
+        raise FrameError("bad_magic")
+    end = frame.find(_SEP, 2)
+    if end < 0:
+        raise FrameError("truncated")
+    try:
+        env = Envelope.model_validate_json(frame[2:end])
+    except ValidationError as exc:
+        version_error = any(e["loc"] == ("v",) for e in exc.errors(include_input=False))
+        raise FrameError("bad_version" if version_error else "bad_envelope") from None
+    except (ValueError, RecursionError):
+        raise FrameError("bad_envelope") from None
+    if env.v != WIRE_VERSION:
+        raise FrameError("bad_version")
+    return env, frame[end + 1 :]

@@ -1,0 +1,98 @@
+"""Who consumes what: local registrations, remote nodes, and round-robin picking."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from ._consumer import Registration
+
+Target = Union["Registration", str]  # a local registration, or a remote node id
+
+
+class Router:
+    """Pick one consumer for ``send``/``request`` across the whole bus.
+
+    Round-robin, weighted by how many handlers each node has for the address
+    (as Vert.x does): a node with three handlers is picked three times as often
+    as a node with one. Local handlers count one each.
+    """
+
+    def __init__(self) -> None:
+        self.local: dict[str, list[Registration]] = {}
+        self.remote: dict[str, dict[str, int]] = {}  # address -> node -> handler count
+        self.nodes: dict[str, dict[str, int]] = {}  # node -> address -> handler count
+        self._targets: dict[str, list[Target]] = {}
+        self._turn: dict[str, int] = {}
+        self._local_turn: dict[str, int] = {}
+
+    def add_local(self, reg: Registration) -> None:
+        """Add a local registration."""
+        self.local.setdefault(reg.address, []).append(reg)
+        self._targets.pop(reg.address, None)
+
+    def remove_local(self, reg: Registration) -> None:
+        """Remove a local registration (no error if it is gone)."""
+        regs = self.local.get(reg.address)
+        if regs and reg in regs:
+            regs.remove(reg)
+            if not regs:
+                del self.local[reg.address]
+        self._targets.pop(reg.address, None)
+
+    def local_counts(self) -> dict[str, int]:
+        """Return address -> number of local handlers."""
+        return {address: len(regs) for address, regs in self.local.items()}
+
+    def set_node(self, node: str, counts: dict[str, int]) -> None:
+        """Replace what ``node`` consumes."""
+        old = self.nodes.get(node, {})
+        for address in old.keys() - counts.keys():
+            by_node = self.remote.get(address)
+            if by_node is not None:
+                by_node.pop(node, None)
+                if not by_node:
+                    del self.remote[address]
+        for address, count in counts.items():
+            if count > 0:
+                self.remote.setdefault(address, {})[node] = count
+        self.nodes[node] = {a: c for a, c in counts.items() if c > 0}
+        for address in old.keys() | counts.keys():
+            self._targets.pop(address, None)
+
+    def remove_node(self, node: str) -> bool:
+        """Forget ``node``; return whether it was known."""
+        if node not in self.nodes:
+            return False
+        self.set_node(node, {})
+        del self.nodes[node]
+        return True
+
+    def clear_remote(self) -> None:
+        """Forget every remote node."""
+        self.remote.clear()
+        self.nodes.clear()
+        self._targets.clear()
+
+    def pick(self, address: str) -> Target | None:
+        """Return the next consumer of ``address`` across the bus, or None."""
+        targets = self._targets.get(address)
+        if targets is None:
+            targets = list(self.local.get(address, ()))
+            for node, count in sorted(self.remote.get(address, {}).items()):
+                targets.extend([node] * count)
+            self._targets[address] = targets
+        if not targets:
+            return None
+        turn = self._turn.get(address, 0)
+        self._turn[address] = turn + 1
+        return targets[turn % len(targets)]
+
+    def pick_local(self, address: str) -> Registration | None:
+        """Return the next local consumer of ``address``, or None."""
+        regs = self.local.get(address)
+        if not regs:
+            return None
+        turn = self._local_turn.get(address, 0)
+        self._local_turn[address] = turn + 1
+        return regs[turn % len(regs)]

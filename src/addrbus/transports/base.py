@@ -1,0 +1,114 @@
+"""The transport interface: opaque frames in, opaque frames out.
+
+A transport moves frames between the nodes of one bus. It knows nothing of
+requests, replies, addresses or typing; the bus builds all of that on top of
+four operations: ``start``, ``stop``, ``broadcast`` and ``unicast``.
+
+Guarantees a transport must give:
+
+* Frames are delivered at most once and may be lost (UDP), but never altered:
+  a frame either arrives whole or not at all.
+* Frames from one sender to one receiver arrive in the order they were sent
+  where the medium allows it (memory, Redis); where it does not (UDP) the bus
+  copes with reordering.
+* ``on_frame`` is called on the event loop, one frame at a time. It never
+  raises (the bus catches everything) and never blocks.
+* A transport never delivers a node's own broadcast back to it.
+* ``broadcast`` and ``unicast`` raise :class:`~addrbus.TransportError` (or a
+  subclass) for failures, translated from the library underneath, and
+  :class:`~addrbus.MessageTooLarge` for a frame over ``max_frame_size``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import Any
+
+FrameHandler = Callable[[Any], None]
+"""Called with each received frame: ``bytes``, or an object on transports that
+set :attr:`Transport.passes_objects`."""
+
+StateListener = Callable[[str], None]
+"""Called with the new transport state (see :class:`Transport.state`)."""
+
+
+class Transport(abc.ABC):
+    """Move opaque frames between the nodes of one bus."""
+
+    #: The scheme this transport is registered under (``"memory"``, ``"udp"``...).
+    scheme: str = ""
+    #: The largest frame (in bytes) this transport carries.
+    max_frame_size: int = 2**31
+    #: True when frames are passed as Python objects, never serialised
+    #: (the in-process transport). The bus then skips the wire codec.
+    passes_objects: bool = False
+    #: True when nodes can vanish without a goodbye (a crash, a lost network),
+    #: so membership must run heartbeats to notice them.
+    needs_heartbeat: bool = True
+
+    def __init__(self) -> None:
+        self.state: str = "disconnected"
+        self._state_listener: StateListener | None = None
+
+    @abc.abstractmethod
+    async def start(self, node_id: str, namespace: str, on_frame: FrameHandler) -> None:
+        """Connect, and start delivering this node's frames to ``on_frame``.
+
+        Frames for this node are those broadcast by other nodes of the same
+        ``namespace`` and those unicast to ``node_id``.
+
+        :raises TransportError: if the transport cannot be started.
+        """
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop delivering frames and release every resource. Idempotent."""
+
+    @abc.abstractmethod
+    async def broadcast(self, frame: Any, *, timeout: float | None = None) -> int | None:
+        """Send ``frame`` to every other node of the namespace.
+
+        ``timeout`` bounds the whole call, in seconds (``None``: the
+        transport's own default bound).
+
+        :returns: how many other nodes received it, where the transport
+            knows (memory, Redis); ``None`` where it cannot (UDP).
+        :raises MessageTooLarge: if the frame exceeds :attr:`max_frame_size`.
+        :raises DeliveryUnknown: if the call timed out after the frame may
+            have left (it may or may not be delivered).
+        :raises TransportError: if the frame could not be handed over.
+        """
+
+    @abc.abstractmethod
+    async def unicast(self, node_id: str, frame: Any, *, timeout: float | None = None) -> bool:
+        """Send ``frame`` to the node ``node_id`` only; ``timeout`` as for broadcast.
+
+        :returns: ``False`` when the transport knows that nobody received it
+            (no such node is listening); ``True`` otherwise.
+        :raises MessageTooLarge: if the frame exceeds :attr:`max_frame_size`.
+        :raises TransportError: if the frame could not be handed over.
+        """
+
+    def stats(self) -> dict[str, int]:
+        """Return the transport's own counters (kernel drops, reconnects...)."""
+        return {}
+
+    def on_state(self, listener: StateListener | None) -> None:
+        """Register the one callback told of state changes."""
+        self._state_listener = listener
+
+    def _set_state(self, state: str) -> None:
+        # One of: "connected", "degraded", "disconnected", "reconnected".
+        if state == self.state:
+            return
+        self.state = state
+        if self._state_listener is not None:
+            self._state_listener(state)
+
+    def describe(self) -> str:
+        """Return a URL-like description without any secret, for logs and reprs."""
+        return f"{self.scheme}://"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"

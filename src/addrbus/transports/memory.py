@@ -1,0 +1,97 @@
+"""The in-process transport: buses on one named hub are nodes of one bus.
+
+``memory://`` gives each bus a private hub; ``memory://NAME`` puts every bus
+that names the same hub on one bus, as if they were separate processes.
+Frames are Python objects handed over directly (no serialisation), unless
+``?serialize=1`` asks for every message to round-trip through the wire codec,
+exactly as a network transport would deliver it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from .._urls import parse_query, to_bool
+from .base import FrameHandler, Transport
+
+
+class MemoryHub:
+    """The nodes of one in-process bus, by namespace."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.nodes: dict[str, dict[str, FrameHandler]] = {}
+
+
+_hubs: dict[str, MemoryHub] = {}
+
+
+class MemoryTransport(Transport):
+    """Hand frames to the other buses of the same hub, synchronously, in order."""
+
+    scheme = "memory"
+    needs_heartbeat = False  # an in-process node cannot vanish without stop()
+
+    def __init__(self, hub: str = "", *, serialize: bool = False) -> None:
+        super().__init__()
+        self.hub_name = hub
+        self.serialize = serialize
+        self.passes_objects = not serialize
+        self._hub: MemoryHub | None = None
+        self._node = ""
+        self._namespace = ""
+
+    def describe(self) -> str:
+        query = "?serialize=1" if self.serialize else ""
+        return f"memory://{self.hub_name}{query}"
+
+    async def start(self, node_id: str, namespace: str, on_frame: FrameHandler) -> None:
+        if self.hub_name:
+            hub = _hubs.setdefault(self.hub_name, MemoryHub(self.hub_name))
+        else:
+            hub = MemoryHub("")
+        hub.nodes.setdefault(namespace, {})[node_id] = on_frame
+        self._hub, self._node, self._namespace = hub, node_id, namespace
+        self._set_state("connected")
+
+    async def stop(self) -> None:
+        hub = self._hub
+        if hub is None:
+            return
+        members = hub.nodes.get(self._namespace, {})
+        members.pop(self._node, None)
+        if not members:
+            hub.nodes.pop(self._namespace, None)
+        if not hub.nodes and _hubs.get(hub.name) is hub:
+            del _hubs[hub.name]
+        self._hub = None
+        self._set_state("disconnected")
+
+    async def broadcast(self, frame: Any, *, timeout: float | None = None) -> int | None:
+        hub = self._hub
+        if hub is None:
+            return 0
+        members = hub.nodes.get(self._namespace, {})
+        count = 0
+        for node, on_frame in list(members.items()):
+            if node != self._node:
+                on_frame(frame)
+                count += 1
+        return count
+
+    async def unicast(self, node_id: str, frame: Any, *, timeout: float | None = None) -> bool:
+        hub = self._hub
+        on_frame = None if hub is None else hub.nodes.get(self._namespace, {}).get(node_id)
+        if on_frame is None:
+            return False
+        on_frame(frame)
+        return True
+
+
+def from_url(url: str) -> MemoryTransport:
+    """Build a memory transport from ``memory://[HUB][?serialize=1]``."""
+    options = parse_query(url, {"serialize": to_bool})
+    parts = urlsplit(url)
+    hub = (parts.netloc + parts.path).strip("/")
+    return MemoryTransport(hub, serialize=bool(options.get("serialize", False)))
