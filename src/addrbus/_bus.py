@@ -11,8 +11,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._addresses import TypedAddress, address_of
-from ._codec import BodyInvalid, BodySpec, FrameError, decode_frame, encode_body, encode_frame, spec_for
-from ._consumer import PASS_INLINE, Registration, inspect_handler
+from ._codec import BodyInvalid, FrameError, spec_for
+from ._consumer import PASS_INLINE, Item, Registration, inspect_handler
 from ._exceptions import (
     BusNotRunning,
     BusStopped,
@@ -92,6 +92,8 @@ class EventBus:
         self._concurrency = concurrency
         self._stop_timeout = stop_timeout
         self._router = Router()
+        self._router.on_change = self._routes_changed
+        self._routes_event: asyncio.Event | None = None
         self._membership = Membership(
             self._router, self._send_ctl, self._node_gone, heartbeat=heartbeat, startup_wait=startup_wait
         )
@@ -392,13 +394,13 @@ class EventBus:
             raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
         self._n_sent += 1
         msg_id = self._ids()
-        if type(target) is str:
+        if isinstance(target, str):
             env = Envelope(kind="send", ns=self.namespace, addr=addr, id=msg_id, src=self.node_id, dst=target,
                            ts=now(), hdr=hdrs)
             if not await self._wire.unicast(target, env, body):
                 self._node_gone(target, "its inbox has no listener")
                 raise RecipientGone(f"the node consuming {addr!r} is gone")
-        elif not target.deliver((body, False, hdrs, msg_id, None, None, self.node_id, now(), None)):  # type: ignore[union-attr]
+        elif not target.deliver((body, False, hdrs, msg_id, None, None, self.node_id, now(), None)):
             self._count("dropped.overflow")
 
     async def request(self, address: Any, body: Any = None, *, timeout: float = 30.0,
@@ -446,20 +448,20 @@ class EventBus:
         self._n_requests += 1
         cid = self._ids()
         deadline = now() + timeout
-        remote = type(target) is str
-        future = pending.add(cid, timeout, target if remote else self.node_id, spec, addr)  # type: ignore[arg-type]
+        future = pending.add(cid, timeout, target if isinstance(target, str) else self.node_id, spec, addr)
         try:
-            if remote:
+            if isinstance(target, str):
                 env = Envelope(kind="req", ns=self.namespace, addr=addr, id=cid, cid=cid, rto=self.node_id,
-                               src=self.node_id, dst=target, dl=deadline, ts=now(), hdr=hdrs)  # type: ignore[arg-type]
-                if not await self._wire.unicast(target, env, body, timeout=timeout):  # type: ignore[arg-type]
-                    self._node_gone(target, "its inbox has no listener")  # type: ignore[arg-type]
-            elif not target.deliver((body, False, hdrs, cid, cid, self.node_id, self.node_id, now(), deadline)):  # type: ignore[union-attr]
+                               src=self.node_id, dst=target, dl=deadline, ts=now(), hdr=hdrs)
+                if not await self._wire.unicast(target, env, body, timeout=timeout):
+                    self._node_gone(target, "its inbox has no listener")
+            elif not target.deliver((body, False, hdrs, cid, cid, self.node_id, self.node_id, now(), deadline)):
                 self._count("dropped.overflow")
                 self._count("failures.overflow")
                 raise RecipientFailure(f"the consumer of {addr!r} is overloaded; the request was dropped",
                                        code=503, remote_type="Overloaded")
-            return await future  # type: ignore[no-any-return]
+            result: tuple[Any, dict[str, str], str, str, str, float] = await future
+            return result
         except ReplyError as exc:
             self._count(f"failures.{exc.failure_type.value.lower()}")
             raise
@@ -487,8 +489,7 @@ class EventBus:
         except TypeError as exc:
             await self._answer(cid, reply_to, "fail", None, 500, str(exc), "TypeError")
         except TransportError:
-            self._ratelog.warning("reply_lost", "a reply could not be sent; its requester will time out",
-                                  exc_info=False)
+            self._ratelog.warning("reply_lost", "a reply could not be sent; its requester will time out")
         else:
             self._n_replies += 1
 
@@ -560,21 +561,21 @@ class EventBus:
             return
         addr = address_of(env.addr)
         if kind == "pub":
-            item = (body, is_json, env.hdr, env.id, None, None, env.src, env.ts, None)
+            item: Item = (body, is_json, env.hdr, env.id, None, None, env.src, env.ts, None)
             for reg in self._router.local.get(addr, ()):
                 if not reg.deliver(item):
                     self._count("dropped.overflow")
             return
-        reg = self._router.pick_local(addr)
+        target = self._router.pick_local(addr)
         cid = env.cid if kind == "req" else None
-        if reg is None:
+        if target is None:
             self._count("dropped.no_handlers")
             if cid is not None:
                 self._spawn(self._answer(cid, env.rto, "fail", None, -1, f"no handlers for address {addr!r}",
                                          "NO_HANDLERS"))
             return
         item = (body, is_json, env.hdr, env.id, cid, env.rto, env.src, env.ts, env.dl)
-        if not reg.deliver(item):
+        if not target.deliver(item):
             self._count("dropped.overflow")
             if cid is not None:
                 self._spawn(self._answer(cid, env.rto, "fail", None, 503,
@@ -608,6 +609,36 @@ class EventBus:
                 logger.exception("transport state listener raised")
 
     # -- introspection -------------------------------------------------------------
+
+    def _routes_changed(self) -> None:
+        event = self._routes_event
+        if event is not None:
+            self._routes_event = None
+            event.set()
+
+    async def wait_for_handlers(self, address: Any, count: int = 1, *, exactly: bool = False,
+                                timeout: float = 10.0) -> int:
+        """Wait until ``count`` handlers (or more; with ``exactly``, just ``count``) consume ``address``.
+
+        Counts handlers on every node this bus knows, itself included. Useful
+        for a service that must not start before its dependencies, and for
+        tests (instead of sleeping).
+
+        Returns:
+            The number of handlers.
+
+        Raises:
+            TimeoutError: if that was not reached within ``timeout`` seconds.
+        """
+        addr = address_of(address)
+        async with asyncio.timeout(timeout):
+            while True:
+                found = self._router.count(addr)
+                if found == count if exactly else found >= count:
+                    return found
+                if self._routes_event is None:
+                    self._routes_event = asyncio.Event()
+                await self._routes_event.wait()
 
     def stats(self) -> dict[str, int]:
         """Return the bus's counters: sent, published, delivered, replies, failures.*, dropped.*."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._consumer import Registration
 
 Target = Union["Registration", str]  # a local registration, or a remote node id
@@ -25,11 +27,17 @@ class Router:
         self._targets: dict[str, list[Target]] = {}
         self._turn: dict[str, int] = {}
         self._local_turn: dict[str, int] = {}
+        self.on_change: Callable[[], None] | None = None
+
+    def _changed(self, address: str) -> None:
+        self._targets.pop(address, None)
+        if self.on_change is not None:
+            self.on_change()
 
     def add_local(self, reg: Registration) -> None:
         """Add a local registration."""
         self.local.setdefault(reg.address, []).append(reg)
-        self._targets.pop(reg.address, None)
+        self._changed(reg.address)
 
     def remove_local(self, reg: Registration) -> None:
         """Remove a local registration (no error if it is gone)."""
@@ -38,7 +46,7 @@ class Router:
             regs.remove(reg)
             if not regs:
                 del self.local[reg.address]
-        self._targets.pop(reg.address, None)
+        self._changed(reg.address)
 
     def local_counts(self) -> dict[str, int]:
         """Return address -> number of local handlers."""
@@ -58,7 +66,7 @@ class Router:
                 self.remote.setdefault(address, {})[node] = count
         self.nodes[node] = {a: c for a, c in counts.items() if c > 0}
         for address in old.keys() | counts.keys():
-            self._targets.pop(address, None)
+            self._changed(address)
 
     def remove_node(self, node: str) -> bool:
         """Forget ``node``; return whether it was known."""
@@ -73,6 +81,12 @@ class Router:
         self.remote.clear()
         self.nodes.clear()
         self._targets.clear()
+        if self.on_change is not None:
+            self.on_change()
+
+    def count(self, address: str) -> int:
+        """Return how many handlers consume ``address`` across the bus."""
+        return len(self.local.get(address, ())) + sum(self.remote.get(address, {}).values())
 
     def pick(self, address: str) -> Target | None:
         """Return the next consumer of ``address`` across the bus, or None."""

@@ -1,0 +1,16 @@
+"""The contract on memory://NAME hubs, with and without the wire codec."""
+
+from __future__ import annotations
+
+from tests.conftest import unique
+from tests.transports.contract import BusContract
+
+
+class TestMemoryHub(BusContract):
+    def url(self) -> str:
+        return f"memory://{unique('hub')}"
+
+
+class TestMemorySerialized(BusContract):
+    def url(self) -> str:
+        return f"memory://{unique('hub')}?serialize=1"
