@@ -35,6 +35,7 @@ from ._wire import Wire
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ._scheduler import Job, JobScheduler
     from ._stream import Stream
 
 logger = logging.getLogger("addrbus")
@@ -109,6 +110,7 @@ class EventBus:
         self._detached: list[Registration] = []  # unregistered, but still finishing work
         self._background: set[asyncio.Task[None]] = set()
         self._on_stop: set[Callable[[], None]] = set()  # wakes streams waiting for messages
+        self._scheduler: JobScheduler | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -166,6 +168,8 @@ class EventBus:
         except BaseException:
             await self.stop()
             raise
+        if self._scheduler is not None:
+            await self._scheduler.start()
         logger.info("bus started: %s node %s", self._transport.describe(), self.node_id)
 
     async def stop(self) -> None:
@@ -176,6 +180,8 @@ class EventBus:
         """
         if not self._running:
             return
+        if self._scheduler is not None:
+            await self._scheduler.stop()
         self._running = False
         pending = self._pending
         if pending is not None:
@@ -338,6 +344,33 @@ class EventBus:
 
         return Stream(self, address_of(address), body_type, max_queue or self._max_queue)
 
+    # -- scheduling ----------------------------------------------------------------
+
+    def schedule(self, trigger: Any, fn: Callable[..., Any] | None = None, *, name: str | None = None,
+                 singleton: bool = False) -> Any:
+        """Run ``fn`` on ``trigger`` (``every(10).minutes``, ``cron("*/5 * * * *")``, ``at(when)``).
+
+        Used as ``@bus.schedule(trigger)`` it returns the function unchanged
+        (its job is ``fn.job``); as ``bus.schedule(trigger, fn)`` it returns the
+        :class:`Job`. Jobs start and stop with the bus. With ``singleton=True``
+        one node among all that registered the job runs each occurrence.
+
+        Raises:
+            ConfigError: for a bad trigger, or if APScheduler is not installed.
+        """
+        return self._jobs().add(trigger, fn, name=name, singleton=singleton)
+
+    def jobs(self) -> list[Job]:
+        """Return the scheduled jobs, with their next run times."""
+        return [] if self._scheduler is None else self._scheduler.jobs()
+
+    def _jobs(self) -> JobScheduler:
+        if self._scheduler is None:
+            from ._scheduler import JobScheduler
+
+            self._scheduler = JobScheduler(self)
+        return self._scheduler
+
     # -- sending -------------------------------------------------------------------
 
     def _check_running(self) -> PendingRequests:
@@ -422,22 +455,46 @@ class EventBus:
             RecipientGone: if the node owing the reply left the bus.
             BusStopped: if this bus stopped while waiting.
         """
-        result = await self._request(address, body, timeout, headers, response_type)
-        return result[0]
+        cid, future, remote = self._submit(address, body, timeout, headers, response_type)
+        try:
+            if remote is not None:
+                await self._send_remote(remote, timeout)
+            return (await future)[0]
+        except ReplyError as exc:
+            self._count(f"failures.{exc.failure_type.value.lower()}")
+            raise
+        finally:
+            self._pending.discard(cid)  # type: ignore[union-attr]
 
     async def request_message(self, address: Any, body: Any = None, *, timeout: float = 30.0,
                               headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]:
         """Send a request as :meth:`request` does, and return the whole reply ``Message``."""
-        body_, hdrs, msg_id, cid, sender, ts = await self._request(address, body, timeout, headers, response_type)
-        return make_message(body_, address_of(address), hdrs, msg_id, cid, None, sender, ts, None)
+        cid, future, remote = self._submit(address, body, timeout, headers, response_type)
+        try:
+            if remote is not None:
+                await self._send_remote(remote, timeout)
+            body_, hdrs, msg_id, sender, ts = await future
+        except ReplyError as exc:
+            self._count(f"failures.{exc.failure_type.value.lower()}")
+            raise
+        finally:
+            self._pending.discard(cid)  # type: ignore[union-attr]
+        return make_message(body_, address_of(address), hdrs or {}, msg_id or self._ids(), cid, None, sender,
+                            ts or now(), None)
 
-    async def _request(self, address: Any, body: Any, timeout: float, headers: dict[str, str] | None,
-                       response_type: Any) -> tuple[Any, dict[str, str], str, str, str, float]:
+    def _submit(self, address: Any, body: Any, timeout: float, headers: dict[str, str] | None,
+                response_type: Any) -> tuple[str, asyncio.Future[Any], tuple[str, Envelope, Any] | None]:
+        """Register a request and hand it to a local handler, or prepare it for a remote one.
+
+        A plain function, not a coroutine: it is on the hot path of every request.
+        """
         addr = address_of(address)
-        pending = self._check_running()
+        pending = self._pending
+        if not self._running or pending is None:
+            raise BusNotRunning("the bus is not running: use 'async with bus:' or 'await bus.start()' first")
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
-        hdrs = _check_headers(headers)
+        hdrs = _check_headers(headers) if headers else {}
         if response_type is None and isinstance(address, TypedAddress):
             response_type = address.__response_type__
         spec = None if response_type is None else spec_for(response_type)
@@ -447,26 +504,26 @@ class EventBus:
             raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
         self._n_requests += 1
         cid = self._ids()
-        deadline = now() + timeout
-        future = pending.add(cid, timeout, target if isinstance(target, str) else self.node_id, spec, addr)
-        try:
-            if isinstance(target, str):
-                env = Envelope(kind="req", ns=self.namespace, addr=addr, id=cid, cid=cid, rto=self.node_id,
-                               src=self.node_id, dst=target, dl=deadline, ts=now(), hdr=hdrs)
-                if not await self._wire.unicast(target, env, body, timeout=timeout):
-                    self._node_gone(target, "its inbox has no listener")
-            elif not target.deliver((body, False, hdrs, cid, cid, self.node_id, self.node_id, now(), deadline)):
-                self._count("dropped.overflow")
-                self._count("failures.overflow")
-                raise RecipientFailure(f"the consumer of {addr!r} is overloaded; the request was dropped",
-                                       code=503, remote_type="Overloaded")
-            result: tuple[Any, dict[str, str], str, str, str, float] = await future
-            return result
-        except ReplyError as exc:
-            self._count(f"failures.{exc.failure_type.value.lower()}")
-            raise
-        finally:
+        node_id = self.node_id
+        t = now()
+        if isinstance(target, str):
+            future = pending.add(cid, timeout, target, spec, addr)
+            env = Envelope(kind="req", ns=self.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
+                           src=node_id, dst=target, dl=t + timeout, ts=t, hdr=hdrs)
+            return cid, future, (target, env, body)
+        future = pending.add(cid, timeout, node_id, spec, addr)
+        if not target.deliver((body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)):
             pending.discard(cid)
+            self._count("dropped.overflow")
+            self._count("failures.overflow")
+            raise RecipientFailure(f"the consumer of {addr!r} is overloaded; the request was dropped",
+                                   code=503, remote_type="Overloaded")
+        return cid, future, None
+
+    async def _send_remote(self, remote: tuple[str, Envelope, Any], timeout: float) -> None:
+        node, env, body = remote
+        if not await self._wire.unicast(node, env, body, timeout=timeout):
+            self._node_gone(node, "its inbox has no listener")
 
     async def _answer(self, cid: str, reply_to: str | None, kind: str, body: Any, code: int, message: str,
                       remote_type: str) -> None:
@@ -493,8 +550,27 @@ class EventBus:
         else:
             self._n_replies += 1
 
+    def _resolve_local(self, cid: str, body: Any) -> None:
+        """Resolve a request answered by a handler of this very bus."""
+        pending = self._pending
+        entry = None if pending is None else pending.get(cid)
+        if entry is None:
+            self._count("dropped.late_reply")
+            return
+        spec = entry.spec
+        if spec is not None:
+            try:
+                body = spec.from_python(body)
+            except BodyInvalid as exc:
+                entry.future.set_exception(
+                    RecipientFailure(f"the reply did not validate: {exc}", code=502, remote_type="InvalidReply")
+                )
+                return
+        self._n_replies += 1
+        entry.future.set_result((body, None, "", self.node_id, 0.0))
+
     def _resolve(self, cid: str, kind: str, body: Any, is_json: bool, headers: dict[str, str], sender: str,
-                 code: int, message: str, remote_type: str, failure_type: str) -> None:
+                 code: int, message: str, remote_type: str, failure_type: str, msg_id: str = "") -> None:
         pending = self._pending
         entry = None if pending is None else pending.get(cid)
         if entry is None:
@@ -514,7 +590,7 @@ class EventBus:
                 return
             if sender == self.node_id:
                 self._n_replies += 1
-            entry.future.set_result((body, headers, "", cid, sender, now()))
+            entry.future.set_result((body, headers, msg_id, sender, now()))
             return
         error = _FAILURES.get(failure_type)
         if error is not None:
@@ -552,7 +628,7 @@ class EventBus:
                 self._resolve(env.cid, "fail", None, False, env.hdr, env.src, err.code, err.message, err.remote_type,
                               err.type)
             else:
-                self._resolve(env.cid, "reply", body, is_json, env.hdr, env.src, 0, "", "", "")
+                self._resolve(env.cid, "reply", body, is_json, env.hdr, env.src, 0, "", "", "", env.id)
             return
         if kind == "ctl":
             if is_json:

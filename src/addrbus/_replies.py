@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._exceptions import ReplyError, RequestTimeout
 
@@ -12,19 +12,16 @@ if TYPE_CHECKING:
     from ._codec import BodySpec
 
 
-class Pending:
-    """One request waiting for its reply."""
+class Pending(NamedTuple):
+    """One request waiting for its reply (a tuple: one is made per request)."""
 
-    __slots__ = ("address", "deadline", "future", "node", "spec", "timeout")
+    future: asyncio.Future[Any]
+    node: str
+    spec: BodySpec | None
+    address: str
 
-    def __init__(self, future: asyncio.Future[Any], node: str, spec: BodySpec | None, address: str,
-                 deadline: float, timeout: float) -> None:
-        self.future = future
-        self.node = node
-        self.spec = spec
-        self.address = address
-        self.deadline = deadline
-        self.timeout = timeout
+
+_new_pending = tuple.__new__
 
 
 class PendingRequests:
@@ -56,19 +53,16 @@ class PendingRequests:
         future: asyncio.Future[Any] = loop.create_future()
         deadline = loop.time() + timeout
         entries = self._entries
-        entries[cid] = Pending(future, node, spec, address, deadline, timeout)
+        entries[cid] = _new_pending(Pending, (future, node, spec, address))
         fifo = self._fifos.get(timeout)
         if fifo is None:
             fifo = self._fifos[timeout] = collections.deque()
-        else:
-            # Drop answered requests from the front, and compact now and then so a
-            # single slow request cannot pin every later answered one in memory.
-            while fifo and fifo[0][1] not in entries:
-                fifo.popleft()
-            if len(fifo) > 2 * len(entries) + 1024:
-                live = [item for item in fifo if item[1] in entries]
-                fifo.clear()
-                fifo.extend(live)
+        elif len(fifo) > 2 * len(entries) + 1024:
+            # Answered requests stay in the FIFO until their deadline; compact now
+            # and then so a burst of them cannot pile up for a whole timeout.
+            live = [item for item in fifo if item[1] in entries]
+            fifo.clear()
+            fifo.extend(live)
         fifo.append((deadline, cid))
         if deadline < self._timer_at:
             self._arm(deadline)
@@ -98,6 +92,7 @@ class PendingRequests:
                         entry.future.set_exception(
                             RequestTimeout(f"no reply from {entry.address!r} within {timeout:g} s", code=-1)
                         )
+                    del entries[cid]
                 else:
                     earliest = min(earliest, deadline)
                     break

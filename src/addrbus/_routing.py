@@ -96,8 +96,8 @@ class Router:
             for node, count in sorted(self.remote.get(address, {}).items()):
                 targets.extend([node] * count)
             self._targets[address] = targets
-        if not targets:
-            return None
+        if len(targets) < 2:
+            return targets[0] if targets else None
         turn = self._turn.get(address, 0)
         self._turn[address] = turn + 1
         return targets[turn % len(targets)]
