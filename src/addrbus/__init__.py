@@ -1,6 +1,5 @@
 """addrbus: a Vert.x-style, address-based event bus for asyncio Python."""
 
-from __future__ import annotations
 
 from ._bus import EventBus
 from ._consumer import Registration

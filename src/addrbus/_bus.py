@@ -730,7 +730,7 @@ class EventBus:
         for key, value in self._transport.stats().items():
             result[f"transport.{key}"] = value
         for key, value in self._wire.stats().items():
-            result[f"dropped.{key}"] = result.get(f"dropped.{key}", 0) + value
+            result[f"crypto.{key}"] = value
         return result
 
     def nodes(self) -> dict[str, dict[str, int]]:
