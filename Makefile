@@ -8,7 +8,6 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[all,dev]'
 	@touch $(STAMP)
 
@@ -20,7 +19,7 @@ demo: $(STAMP)
 test: $(STAMP) redis-server lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs/snippets
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -582,3 +582,16 @@ async def test_listeners_of_a_named_namespace_are_isolated(address: str) -> None
             await b.request(address, 1, timeout=WAIT)
 
 
+
+
+async def test_drain_inside_a_handler_does_not_wait_for_itself(address: str) -> None:
+    bus = EventBus()
+    drained: list[bool] = []
+
+    @bus.on(address)
+    async def handler(body: Any) -> None:
+        drained.append(await bus.drain(WAIT))
+
+    async with bus:
+        await bus.request(address, None, timeout=WAIT)
+    assert drained == [True]

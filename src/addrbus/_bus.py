@@ -239,9 +239,12 @@ class EventBus:
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        # Called from inside a handler, it must not wait for its own run.
+        me = asyncio.current_task()
         while True:
             tasks = {t for regs in self._router.local.values() for r in regs for t in r._tasks}
             tasks.update(t for r in self._detached for t in r._tasks)
+            tasks.discard(me)
             self._detached = [r for r in self._detached if r._tasks]
             if not tasks:
                 return True
@@ -526,18 +529,19 @@ class EventBus:
             self._node_gone(node, "its inbox has no listener")
 
     async def _answer(self, cid: str, reply_to: str | None, kind: str, body: Any, code: int, message: str,
-                      remote_type: str) -> None:
+                      remote_type: str, headers: dict[str, str] | None = None) -> None:
         """Answer a request: resolve it here, or send the answer to the requesting node."""
+        failure_type = remote_type if remote_type in _FAILURES else "RECIPIENT_FAILURE"
+        hdrs = _check_headers(headers) if headers else {}
         if reply_to == self.node_id:
-            self._resolve(cid, kind, body, False, {}, self.node_id, code, message, remote_type, "RECIPIENT_FAILURE")
+            self._resolve(cid, kind, body, False, hdrs, self.node_id, code, message, remote_type, failure_type)
             return
         if reply_to is None or not self._running:
             return
         env = Envelope(kind="reply" if kind == "reply" else "fail", ns=self.namespace, id=self._ids(), cid=cid,
-                       src=self.node_id, dst=reply_to, ts=now())
+                       src=self.node_id, dst=reply_to, ts=now(), hdr=hdrs)
         if kind != "reply":
-            env.err = Failure(type=remote_type if remote_type in _FAILURES else "RECIPIENT_FAILURE", code=code,
-                              message=message, remote_type=remote_type)
+            env.err = Failure(type=failure_type, code=code, message=message, remote_type=remote_type)
             body = None
         try:
             await self._wire.unicast(reply_to, env, body)

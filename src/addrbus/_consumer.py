@@ -274,5 +274,6 @@ class _Answer:
         self._cid = cid
         self._reply_to = reply_to
 
-    async def __call__(self, kind: str, body: Any, code: int, message: str, remote_type: str) -> None:
-        await self._bus._answer(self._cid, self._reply_to, kind, body, code, message, remote_type)
+    async def __call__(self, kind: str, body: Any, code: int, message: str, remote_type: str,
+                       headers: dict[str, str] | None = None) -> None:
+        await self._bus._answer(self._cid, self._reply_to, kind, body, code, message, remote_type, headers)

@@ -59,7 +59,7 @@ class Message(BaseModel, Generic[T]):
     reply_to: str | None = None
     sender: str = ""
     timestamp: float = 0.0
-    _answer: Callable[[str, Any, int, str, str], Awaitable[None]] | None = PrivateAttr(default=None)
+    _answer: Callable[..., Awaitable[None]] | None = PrivateAttr(default=None)
 
     @property
     def is_request(self) -> bool:
@@ -71,7 +71,7 @@ class Message(BaseModel, Generic[T]):
         answer = self._answer
         if answer is not None:
             self._answer = None
-            await answer("reply", body, 0, "", "")
+            await answer("reply", body, 0, "", "", headers)
 
     async def fail(self, code: int, message: str) -> None:
         """Fail the request: the requester gets ``RecipientFailure(code, message)``."""
@@ -95,7 +95,7 @@ def make_message(
     reply_to: str | None,
     sender: str,
     timestamp: float,
-    answer: Callable[[str, Any, int, str, str], Awaitable[None]] | None,
+    answer: Callable[..., Awaitable[None]] | None,
 ) -> Message[Any]:
     """Build a Message without validation: every field was checked already.
 

@@ -118,10 +118,11 @@ class BusContract:
             if msg.body == "bad":
                 await msg.fail(409, "conflict")
             else:
-                await msg.reply(msg.body.upper())
+                await msg.reply(msg.body.upper(), headers={"served-by": "handle"})
 
         await self.started(server, client)
-        assert await client.request(address, "ok", timeout=WAIT) == "OK"
+        reply = await client.request_message(address, "ok", timeout=WAIT)
+        assert reply.body == "OK" and reply.headers == {"served-by": "handle"}
         with pytest.raises(RecipientFailure) as info:
             await client.request(address, "bad", timeout=WAIT)
         assert info.value.code == 409 and info.value.message == "conflict"
