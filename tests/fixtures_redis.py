@@ -1,0 +1,244 @@
+"""A private redis-server per test session (or per fault test), never the shared one.
+
+``tests/conftest.py`` loads this module as a plugin, which provides the
+fixtures ``redis_server`` (one per session), ``fault_redis`` (one per test, free
+to kill or pause), ``secret_redis`` (``requirepass``) and ``tls_redis`` (TLS
+with client certificates). The ``name=`` lets a module import the functions
+without its test arguments shadowing them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+REDIS_SERVER = shutil.which("redis-server")
+_SHARED_PORT = 6379
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that is free right now (never the shared 6379)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port != _SHARED_PORT:
+            return port
+
+
+class RedisServer:
+    """Run one private ``redis-server`` on a free loopback port and a unix socket."""
+
+    def __init__(self, *extra_args: str, password: str | None = None, tls: bool = False) -> None:
+        if REDIS_SERVER is None:
+            raise RuntimeError("redis-server is not on PATH")
+        self.port = free_port()
+        self.password = password
+        self.extra_args = extra_args
+        self._tmp = Path(tempfile.mkdtemp(prefix="addrbus-redis-"))
+        self.unix_path = str(self._tmp / "redis.sock")
+        self.tls_port = free_port() if tls else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._client: redis.Redis | None = None
+
+    @property
+    def url(self) -> str:
+        """Return the redis:// URL of this server (with the password, if any)."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    @property
+    def unix_url(self) -> str:
+        """Return the unix:// URL of this server's socket."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"unix://{auth}{self.unix_path}?db=0"
+
+    @property
+    def tls_dir(self) -> Path:
+        """Return the directory of the test CA and certificates (``ca.crt``, ``peer.crt``, ``peer.key``)."""
+        return self._tmp / "tls"
+
+    def tls_url(self, **query: str) -> str:
+        """Return a rediss:// URL of the TLS port, trusting the test CA, plus ``query``."""
+        args = {"ssl_ca_certs": str(self.tls_dir / "ca.crt"), **query}
+        return f"rediss://127.0.0.1:{self.tls_port}/0?" + "&".join(f"{k}={v}" for k, v in args.items())
+
+    def _make_certs(self) -> None:
+        # One CA signs one certificate (SAN 127.0.0.1) used by both ends.
+        if shutil.which("openssl") is None:
+            pytest.skip("openssl is needed to make TLS test certificates")
+        d = self.tls_dir
+        d.mkdir(exist_ok=True)
+        (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        for cmd in (
+            f"req -x509 -newkey rsa:2048 -nodes -keyout {d}/ca.key -out {d}/ca.crt -days 2 -subj /CN=addrbus-test-ca",
+            f"req -newkey rsa:2048 -nodes -keyout {d}/peer.key -out {d}/peer.csr -subj /CN=localhost",
+            f"x509 -req -in {d}/peer.csr -CA {d}/ca.crt -CAkey {d}/ca.key -CAcreateserial"
+            f" -out {d}/peer.crt -days 2 -extfile {d}/san.cnf",
+        ):
+            subprocess.run(["openssl", *cmd.split()], check=True, capture_output=True)
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start the server and wait until it answers PING."""
+        args = [
+            str(REDIS_SERVER),
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self._tmp),
+            "--unixsocket", self.unix_path,
+            "--unixsocketperm", "700",
+            "--protected-mode", "no",
+            "--loglevel", "warning",
+            "--logfile", str(self._tmp / "redis.log"),
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.tls_port is not None:
+            if not (self.tls_dir / "peer.crt").exists():
+                self._make_certs()
+            d = self.tls_dir
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cert-file", str(d / "peer.crt"),
+                "--tls-key-file", str(d / "peer.key"),
+                "--tls-ca-cert-file", str(d / "ca.crt"),
+                "--tls-auth-clients", "yes",
+            ]  # fmt: skip
+        args += list(self.extra_args)
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        """Poll with PING until the server accepts commands, for at most ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                log = (self._tmp / "redis.log").read_text(errors="replace")
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: {log[-500:]}")
+            try:
+                with redis.Redis(
+                    host="127.0.0.1",
+                    port=self.port,
+                    password=self.password,
+                    socket_connect_timeout=0.2,
+                    socket_timeout=0.2,
+                    protocol=2,
+                ) as client:
+                    if client.ping():
+                        return
+            except redis.RedisError as exc:
+                last = exc
+            # A bounded poll: the server needs a few ms to bind its port.
+            time.sleep(0.01)
+        raise RuntimeError(f"redis-server on port {self.port} not ready after {timeout} s: {last!r}")
+
+    def client(self) -> redis.Redis:
+        """Return a raw synchronous redis-py client to this server."""
+        if self._client is None:
+            self._client = redis.Redis(
+                host="127.0.0.1",
+                port=self.port,
+                password=self.password,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                protocol=2,
+            )
+        return self._client
+
+    def cli(self, *args: Any) -> Any:
+        """Run one command through a raw redis-py client and return its reply."""
+        return self.client().execute_command(*args)  # type: ignore[no-untyped-call]
+
+    def _signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None, "server not started"
+        os.kill(self.proc.pid, sig)
+
+    def kill(self) -> None:
+        """Kill the server with SIGKILL and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal(signal.SIGKILL)
+            self.proc.wait(10)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def pause(self) -> None:
+        """Freeze the server with SIGSTOP: connections stay open, nothing answers."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Thaw a server frozen by :meth:`pause`."""
+        self._signal(signal.SIGCONT)
+
+    def restart(self, timeout: float = 10.0) -> None:
+        """Kill the server and start a fresh one on the same port."""
+        self.kill()
+        if os.path.exists(self.unix_path):
+            os.unlink(self.unix_path)
+        self.start(timeout)
+
+    def stop(self) -> None:
+        """Stop the server for good and remove its directory."""
+        if self.proc is not None and self.proc.poll() is None:
+            # A paused server ignores SIGTERM until it is continued.
+            self._signal(signal.SIGCONT)
+        self.kill()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", name="redis_server")
+def redis_server_fixture() -> Iterator[RedisServer]:
+    """Yield one private redis-server shared by the whole session."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(name="fault_redis")
+def fault_redis_fixture() -> Iterator[RedisServer]:
+    """Yield a private redis-server for one test that may kill or pause it."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(name="secret_redis")
+def secret_redis_fixture() -> Iterator[RedisServer]:
+    """Yield a private redis-server that requires a password."""
+    server = RedisServer(password="s3cr3t-Pa55word")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", name="tls_redis")
+def tls_redis_fixture() -> Iterator[RedisServer]:
+    """Yield a private redis-server that also speaks TLS (client certificates required)."""
+    server = RedisServer(tls=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
