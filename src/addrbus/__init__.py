@@ -1,7 +1,7 @@
 """addrbus: a Vert.x-style, address-based event bus for asyncio Python."""
 
-
 from ._bus import EventBus
+from ._compat import Client, Event, publish, run, schedule, start, stop, subscribe, unsubscribe
 from ._consumer import Registration
 from ._exceptions import (
     BusError,
@@ -18,7 +18,9 @@ from ._exceptions import (
     RequestTimeout,
     TransportError,
 )
+from ._endpoint import Endpoint
 from ._message import Message
+from ._scheduler import Job, at, cron, every
 from ._stream import Stream
 
 __version__ = "0.1.0"
@@ -27,10 +29,14 @@ __all__ = [
     "BusError",
     "BusNotRunning",
     "BusStopped",
+    "Client",
     "ConfigError",
     "DeliveryUnknown",
+    "Endpoint",
+    "Event",
     "EventBus",
     "FailureType",
+    "Job",
     "Message",
     "MessageTooLarge",
     "NoHandlers",
@@ -41,4 +47,14 @@ __all__ = [
     "RequestTimeout",
     "Stream",
     "TransportError",
+    "at",
+    "cron",
+    "every",
+    "publish",
+    "run",
+    "schedule",
+    "start",
+    "stop",
+    "subscribe",
+    "unsubscribe",
 ]

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
+from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._addresses import TypedAddress, address_of
@@ -35,12 +36,14 @@ from ._wire import Wire
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from ._endpoint import Endpoint
     from ._scheduler import Job, JobScheduler
     from ._stream import Stream
 
 logger = logging.getLogger("addrbus")
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
+Q = TypeVar("Q")
 
 _FAILURES: dict[str, type[ReplyError]] = {
     "NO_HANDLERS": NoHandlers,
@@ -111,6 +114,8 @@ class EventBus:
         self._background: set[asyncio.Task[None]] = set()
         self._on_stop: set[Callable[[], None]] = set()  # wakes streams waiting for messages
         self._scheduler: JobScheduler | None = None
+        # addrbus.testing.Recorder: observer(kind, address, body, headers), kind publish/send/request.
+        self._observers: list[Callable[[str, str, Any, dict[str, str]], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -349,8 +354,15 @@ class EventBus:
 
     # -- scheduling ----------------------------------------------------------------
 
+    @overload
+    def schedule(self, trigger: Any, fn: None = None, *, name: str | None = None,
+                 singleton: bool = False) -> Callable[[F], F]: ...
+    @overload
+    def schedule(self, trigger: Any, fn: Callable[..., Any], *, name: str | None = None,
+                 singleton: bool = False) -> Job: ...
+
     def schedule(self, trigger: Any, fn: Callable[..., Any] | None = None, *, name: str | None = None,
-                 singleton: bool = False) -> Any:
+                 singleton: bool = False) -> Callable[[F], F] | Job:
         """Run ``fn`` on ``trigger`` (``every(10).minutes``, ``cron("*/5 * * * *")``, ``at(when)``).
 
         Used as ``@bus.schedule(trigger)`` it returns the function unchanged
@@ -361,7 +373,8 @@ class EventBus:
         Raises:
             ConfigError: for a bad trigger, or if APScheduler is not installed.
         """
-        return self._jobs().add(trigger, fn, name=name, singleton=singleton)
+        added: Callable[[F], F] | Job = self._jobs().add(trigger, fn, name=name, singleton=singleton)
+        return added
 
     def jobs(self) -> list[Job]:
         """Return the scheduled jobs, with their next run times."""
@@ -381,6 +394,13 @@ class EventBus:
             raise BusNotRunning("the bus is not running: use 'async with bus:' or 'await bus.start()' first")
         return self._pending
 
+    def _notify(self, kind: str, address: str, body: Any, headers: dict[str, str]) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(kind, address, body, headers)
+            except Exception:
+                logger.exception("bus observer %r raised", observer)
+
     def _count(self, key: str) -> None:
         stats = self._stats
         stats[key] = stats.get(key, 0) + 1
@@ -399,6 +419,8 @@ class EventBus:
         addr = address_of(address)
         self._check_running()
         hdrs = _check_headers(headers)
+        if self._observers:
+            self._notify("publish", addr, body, hdrs)
         msg_id = self._ids()
         ts = now()
         self._n_published += 1
@@ -424,6 +446,8 @@ class EventBus:
         addr = address_of(address)
         self._check_running()
         hdrs = _check_headers(headers)
+        if self._observers:
+            self._notify("send", addr, body, hdrs)
         target = self._router.pick(addr)
         if target is None:
             self._count("failures.no_handlers")
@@ -438,6 +462,19 @@ class EventBus:
                 raise RecipientGone(f"the node consuming {addr!r} is gone")
         elif not target.deliver((body, False, hdrs, msg_id, None, None, self.node_id, now(), None)):
             self._count("dropped.overflow")
+
+    @overload
+    async def request(self, address: Endpoint[None, R], body: None = None, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: None = None) -> R: ...
+    @overload
+    async def request(self, address: Endpoint[Q, R], body: Q, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: None = None) -> R: ...
+    @overload
+    async def request(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: type[R]) -> R: ...
+    @overload
+    async def request(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: Any = None) -> Any: ...
 
     async def request(self, address: Any, body: Any = None, *, timeout: float = 30.0,
                       headers: dict[str, str] | None = None, response_type: Any = None) -> Any:
@@ -469,6 +506,19 @@ class EventBus:
         finally:
             self._pending.discard(cid)  # type: ignore[union-attr]
 
+    @overload
+    async def request_message(self, address: Endpoint[None, R], body: None = None, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: None = None) -> Message[R]: ...
+    @overload
+    async def request_message(self, address: Endpoint[Q, R], body: Q, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: None = None) -> Message[R]: ...
+    @overload
+    async def request_message(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: type[R]) -> Message[R]: ...
+    @overload
+    async def request_message(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]: ...
+
     async def request_message(self, address: Any, body: Any = None, *, timeout: float = 30.0,
                               headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]:
         """Send a request as :meth:`request` does, and return the whole reply ``Message``."""
@@ -498,6 +548,8 @@ class EventBus:
         if not timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
         hdrs = _check_headers(headers) if headers else {}
+        if self._observers:
+            self._notify("request", addr, body, hdrs)
         if response_type is None and isinstance(address, TypedAddress):
             response_type = address.__response_type__
         spec = None if response_type is None else spec_for(response_type)

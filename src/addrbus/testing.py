@@ -1,0 +1,188 @@
+"""Helpers for testing code that uses addrbus: a pytest plugin and a :class:`Recorder`.
+
+Installed with addrbus, the plugin gives every test two fixtures:
+
+- ``bus``: a started ``EventBus("memory://?serialize=1")`` (every message
+  round-trips through JSON, as on a network), stopped after the test. It is an
+  ``async`` fixture: use it from ``async def`` tests run by anyio's pytest
+  plugin (``@pytest.mark.anyio``, backend ``asyncio``) or by pytest-asyncio in
+  ``asyncio_mode = "auto"``. Under pytest-asyncio's strict mode, declare it::
+
+      @pytest_asyncio.fixture
+      async def bus():
+          async with EventBus("memory://?serialize=1") as bus:
+              yield bus
+
+- ``recorder``: a :class:`Recorder` of everything the ``bus`` fixture
+  publishes, sends and requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from ._addresses import address_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+    from types import TracebackType
+
+    from ._bus import EventBus
+
+__all__ = ["Call", "Recorder", "bus", "recorder"]
+
+#: The bus attribute holding ``observer(kind, address, body, headers)`` callables,
+#: which ``publish``, ``send`` and ``request`` call before delivering.
+OBSERVERS = "_observers"
+KINDS = ("publish", "send", "request")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """One ``publish``, ``send`` or ``request`` made on a bus."""
+
+    kind: str
+    address: str
+    body: Any
+    headers: dict[str, str]
+
+
+class Recorder:
+    """Record what a bus publishes, sends and requests, to assert on it in tests.
+
+    Records from construction until ``close()`` (or the end of a ``with``
+    block); with ``addresses``, only calls to those. Calls are recorded as
+    made, whether or not anyone handled them.
+
+    Args:
+        bus: the bus to observe.
+        *addresses: record only these (``str``, ``str`` Enum or Endpoint).
+
+    Raises:
+        TypeError: if ``bus`` cannot be observed (it has no observer hook).
+    """
+
+    def __init__(self, bus: EventBus, *addresses: Any) -> None:
+        observers = getattr(bus, OBSERVERS, None)
+        if not isinstance(observers, list):
+            raise TypeError(f"{bus!r} cannot be observed: it has no {OBSERVERS} list of observers")
+        self._observers: list[Any] | None = observers
+        self._only = frozenset(address_of(a) for a in addresses)
+        self._calls: list[Call] = []
+        self._waiters: list[tuple[str | None, str | None, int, asyncio.Future[None]]] = []
+        observers.append(self._observe)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop recording; what was recorded stays readable."""
+        observers, self._observers = self._observers, None
+        if observers is not None and self._observe in observers:
+            observers.remove(self._observe)
+
+    def _observe(self, kind: str, address: str, body: Any, headers: dict[str, str]) -> None:
+        if self._only and address not in self._only:
+            return
+        self._calls.append(Call(kind, address, body, dict(headers)))
+        for waiter in list(self._waiters):
+            w_kind, w_address, count, future = waiter
+            if future.done():
+                self._waiters.remove(waiter)
+            elif len(self._select(w_kind, w_address)) >= count:
+                self._waiters.remove(waiter)
+                future.set_result(None)
+
+    def _select(self, kind: str | None, address: Any) -> list[Call]:
+        addr = None if address is None else address_of(address)
+        return [c for c in self._calls if (kind is None or c.kind == kind) and (addr is None or c.address == addr)]
+
+    @property
+    def calls(self) -> list[Call]:
+        """Return every recorded call, oldest first."""
+        return list(self._calls)
+
+    def published(self, address: Any = None) -> list[Any]:
+        """Return the bodies published (to ``address``, if given), oldest first."""
+        return [c.body for c in self._select("publish", address)]
+
+    def sent(self, address: Any = None) -> list[Any]:
+        """Return the bodies sent (to ``address``, if given), oldest first."""
+        return [c.body for c in self._select("send", address)]
+
+    def requested(self, address: Any = None) -> list[Any]:
+        """Return the bodies of the requests made (to ``address``, if given), oldest first."""
+        return [c.body for c in self._select("request", address)]
+
+    def clear(self) -> None:
+        """Forget what was recorded so far."""
+        self._calls.clear()
+
+    async def wait_for(self, kind: str | None = None, address: Any = None, *, count: int = 1,
+                       timeout: float = 5.0) -> list[Call]:
+        """Wait until ``count`` matching calls are recorded; return them all.
+
+        Args:
+            kind: ``"publish"``, ``"send"``, ``"request"`` or None for any.
+            address: only calls to this address; None for any.
+            count: how many to wait for.
+            timeout: seconds.
+
+        Raises:
+            ValueError: for an unknown ``kind``.
+            TimeoutError: if fewer than ``count`` were recorded in time.
+        """
+        if kind is not None and kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)} or None, not {kind!r}")
+        addr = None if address is None else address_of(address)
+        if len(self._select(kind, addr)) < count:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter = (kind, addr, count, future)
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(timeout):
+                    await future
+            except TimeoutError:
+                found = len(self._select(kind, addr))
+                raise TimeoutError(
+                    f"{found} of {count} {kind or 'call'}(s) to {addr or 'any address'} recorded in {timeout} s"
+                ) from None
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self._select(kind, addr)
+
+
+# -- the pytest plugin (entry point ``pytest11: addrbus = "addrbus.testing"``) ------------
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[EventBus]:
+    """Yield a started ``EventBus("memory://?serialize=1")``; stop it after the test."""
+    from ._bus import EventBus
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise pytest.UsageError(
+            "the addrbus 'bus' fixture needs asyncio: under anyio, define"
+            " `@pytest.fixture def anyio_backend(): return 'asyncio'`"
+        ) from None
+    async with EventBus("memory://?serialize=1") as started:
+        yield started
+
+
+@pytest.fixture
+def recorder(bus: EventBus) -> Iterator[Recorder]:
+    """Yield a :class:`Recorder` of the ``bus`` fixture."""
+    with Recorder(bus) as rec:
+        yield rec
