@@ -3,6 +3,7 @@
 from ._bus import EventBus
 from ._compat import Client, Event, publish, run, schedule, start, stop, subscribe, unsubscribe
 from ._consumer import Registration
+from ._endpoint import Endpoint
 from ._exceptions import (
     BusError,
     BusNotRunning,
@@ -18,7 +19,6 @@ from ._exceptions import (
     RequestTimeout,
     TransportError,
 )
-from ._endpoint import Endpoint
 from ._message import Message
 from ._scheduler import Job, at, cron, every
 from ._stream import Stream

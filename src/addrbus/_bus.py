@@ -26,7 +26,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._membership import Membership
-from ._message import Envelope, Failure, IdSource, Message, make_message, new_node_id, now
+from ._message import Envelope, Failure, Message, id_source, make_envelope, make_message, new_node_id, now
 from ._ratelog import RateLimitedLog
 from ._replies import PendingRequests
 from ._routing import Router
@@ -107,8 +107,9 @@ class EventBus:
         self._ratelog = RateLimitedLog(logger)
         self._pending: PendingRequests | None = None
         self._running = False
+        self._answering = False  # replies still go out while stop() lets handlers finish
         self.node_id = new_node_id()
-        self._ids = IdSource(self.node_id)
+        self._ids = id_source(self.node_id)
         self._state_listeners: list[Callable[[str], Any]] = []
         self._detached: list[Registration] = []  # unregistered, but still finishing work
         self._background: set[asyncio.Task[None]] = set()
@@ -162,12 +163,12 @@ class EventBus:
             return
         loop = asyncio.get_running_loop()
         self.node_id = new_node_id()  # a restarted bus is a new node to its peers
-        self._ids = IdSource(self.node_id)
+        self._ids = id_source(self.node_id)
         self._pending = PendingRequests(loop)
         self._wire.reset()
         self._transport.on_state(self._transport_state_changed)
         await self._transport.start(self.node_id, self.namespace, self._on_frame)
-        self._running = True
+        self._running = self._answering = True
         try:
             await self._membership.start(self._transport.needs_heartbeat)
         except BaseException:
@@ -195,6 +196,7 @@ class EventBus:
         for wake in list(self._on_stop):
             wake()
         await self.drain(self._stop_timeout, cancel=True)
+        self._answering = False
         await self._membership.stop()
         await self._transport.stop()
         logger.info("bus stopped: node %s", self.node_id)
@@ -431,7 +433,8 @@ class EventBus:
                 if not reg.deliver(item):
                     self._count("dropped.overflow")
         if addr in self._router.remote:
-            env = Envelope(kind="pub", ns=self.namespace, addr=addr, id=msg_id, src=self.node_id, ts=ts, hdr=hdrs)
+            env = make_envelope(kind="pub", ns=self.namespace, addr=addr, id=msg_id, src=self.node_id, ts=ts,
+                                hdr=hdrs)
             await self._wire.broadcast(env, body)
 
     async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None) -> None:
@@ -455,8 +458,8 @@ class EventBus:
         self._n_sent += 1
         msg_id = self._ids()
         if isinstance(target, str):
-            env = Envelope(kind="send", ns=self.namespace, addr=addr, id=msg_id, src=self.node_id, dst=target,
-                           ts=now(), hdr=hdrs)
+            env = make_envelope(kind="send", ns=self.namespace, addr=addr, id=msg_id, src=self.node_id,
+                                dst=target, ts=now(), hdr=hdrs)
             if not await self._wire.unicast(target, env, body):
                 self._node_gone(target, "its inbox has no listener")
                 raise RecipientGone(f"the node consuming {addr!r} is gone")
@@ -563,8 +566,8 @@ class EventBus:
         t = now()
         if isinstance(target, str):
             future = pending.add(cid, timeout, target, spec, addr)
-            env = Envelope(kind="req", ns=self.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
-                           src=node_id, dst=target, dl=t + timeout, ts=t, hdr=hdrs)
+            env = make_envelope(kind="req", ns=self.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
+                                src=node_id, dst=target, dl=t + timeout, ts=t, hdr=hdrs)
             return cid, future, (target, env, body)
         future = pending.add(cid, timeout, node_id, spec, addr)
         if not target.deliver((body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)):
@@ -588,10 +591,10 @@ class EventBus:
         if reply_to == self.node_id:
             self._resolve(cid, kind, body, False, hdrs, self.node_id, code, message, remote_type, failure_type)
             return
-        if reply_to is None or not self._running:
+        if reply_to is None or not self._answering:
             return
-        env = Envelope(kind="reply" if kind == "reply" else "fail", ns=self.namespace, id=self._ids(), cid=cid,
-                       src=self.node_id, dst=reply_to, ts=now(), hdr=hdrs)
+        env = make_envelope(kind="reply" if kind == "reply" else "fail", ns=self.namespace, id=self._ids(),
+                            cid=cid, src=self.node_id, dst=reply_to, ts=now(), hdr=hdrs)
         if kind != "reply":
             env.err = Failure(type=failure_type, code=code, message=message, remote_type=remote_type)
             body = None
@@ -609,8 +612,8 @@ class EventBus:
     def _resolve_local(self, cid: str, body: Any) -> None:
         """Resolve a request answered by a handler of this very bus."""
         pending = self._pending
-        entry = None if pending is None else pending.get(cid)
-        if entry is None:
+        entry = None if pending is None else pending._entries.get(cid)
+        if entry is None or entry.future.done():
             self._count("dropped.late_reply")
             return
         spec = entry.spec

@@ -180,9 +180,15 @@ class Registration:
                     # The common case inline: an async handler of the body, nothing
                     # to validate, not expired. It saves a coroutine per message.
                     body = item[0]
-                    if fast and not item[1] and (item[8] is None or item[8] >= now()) and (
-                        spec.adapter is None or (spec_cls is not None and isinstance(body, spec_cls))
+                    if fast and (item[8] is None or item[8] >= now()) and (
+                        item[1] or spec.adapter is None or (spec_cls is not None and isinstance(body, spec_cls))
                     ):
+                        if item[1]:  # JSON off the wire: validate here, not in _invoke's extra coroutine
+                            try:
+                                body = spec.from_json(body)
+                            except BodyInvalid:
+                                await self._invoke(item)  # validates again, and answers why it failed
+                                continue
                         bus._n_delivered += 1
                         try:
                             result = await handler(body)

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable
+
+from collections.abc import Callable
 
 T = TypeVar("T")
 
@@ -24,21 +26,15 @@ def new_node_id() -> str:
     return secrets.token_hex(8)
 
 
-class IdSource:
-    """Make message ids unique across the bus: the node id plus a counter.
+def id_source(node_id: str) -> Callable[[], str]:
+    """Return a function making ids unique across the bus: the node id plus a counter.
 
-    A counter is ~20x cheaper than ``uuid4()`` and, prefixed by a random node id,
-    just as unique within a bus.
+    A counter is ~20x cheaper than ``uuid4()`` and, prefixed by a random node
+    id, just as unique within a bus. The chain of ``map`` objects runs in C:
+    no Python frame per id.
     """
-
-    __slots__ = ("_counter", "_prefix")
-
-    def __init__(self, node_id: str) -> None:
-        self._prefix = node_id + "-"
-        self._counter = itertools.count(1)
-
-    def __call__(self) -> str:
-        return self._prefix + format(next(self._counter), "x")
+    hexes = map(format, itertools.count(1), itertools.repeat("x"))
+    return map((node_id + "-").__add__, hexes).__next__
 
 
 class Message(BaseModel, Generic[T]):
@@ -160,3 +156,21 @@ class Envelope(BaseModel):
 
 # Wall-clock seconds: deadlines travel between machines.
 now = time.time
+
+
+_ENVELOPE_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in Envelope.model_fields.items()}
+
+
+def make_envelope(**fields: Any) -> Envelope:
+    """Build an Envelope without validation, from values the bus made itself.
+
+    ``Envelope(...)`` validates every field (~2-4 us); this costs ~0.9 us. Never
+    use it for a received frame: ``Envelope.model_validate_json`` checks those.
+    """
+    env = _new(Envelope)
+    values = {**_ENVELOPE_DEFAULTS, "hdr": {}, **fields}
+    _setattr(env, "__dict__", values)
+    _setattr(env, "__pydantic_fields_set__", set(fields))
+    _setattr(env, "__pydantic_extra__", None)
+    _setattr(env, "__pydantic_private__", None)
+    return env

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._exceptions import ReplyError, RequestTimeout
@@ -22,6 +23,7 @@ class Pending(NamedTuple):
 
 
 _new_pending = tuple.__new__
+_monotonic = time.monotonic
 
 
 class PendingRequests:
@@ -49,9 +51,8 @@ class PendingRequests:
 
     def add(self, cid: str, timeout: float, node: str, spec: BodySpec | None, address: str) -> asyncio.Future[Any]:
         """Register a request and arm its timeout."""
-        loop = self._loop
-        future: asyncio.Future[Any] = loop.create_future()
-        deadline = loop.time() + timeout
+        future: asyncio.Future[Any] = self._loop.create_future()
+        deadline = _monotonic() + timeout  # what loop.time() returns, minus a method call
         entries = self._entries
         entries[cid] = _new_pending(Pending, (future, node, spec, address))
         fifo = self._fifos.get(timeout)
