@@ -1,0 +1,1 @@
+"""autobus's own test suite, run against addrbus (``import addrbus as autobus``)."""
