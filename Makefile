@@ -35,6 +35,14 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
 	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
 
+## make docs: build the documentation site into site/ (fails on a broken link or a missing page)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+## make soak: the full reliability scenarios (up to 20 minutes); figures in reliability-results/
+soak: $(STAMP)
+	ADDRBUS_SOAK=1 scripts/in-netns $(BIN)/pytest tests/reliability -q
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/inprocess.py
 
