@@ -3,6 +3,7 @@
 from ._bus import EventBus
 from ._compat import Client, Event, publish, run, schedule, start, stop, subscribe, unsubscribe
 from ._consumer import Registration
+from ._crypto import generate_key
 from ._endpoint import Endpoint
 from ._exceptions import (
     BusError,
@@ -50,6 +51,7 @@ __all__ = [
     "at",
     "cron",
     "every",
+    "generate_key",
     "publish",
     "run",
     "schedule",

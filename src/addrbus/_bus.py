@@ -26,7 +26,18 @@ from ._exceptions import (
     TransportError,
 )
 from ._membership import Membership
-from ._message import Envelope, Failure, Message, id_source, make_envelope, make_message, new_node_id, now
+from ._message import (
+    MAX_HEADER_CHARS,
+    MAX_HEADERS,
+    Envelope,
+    Failure,
+    Message,
+    id_source,
+    make_envelope,
+    make_message,
+    new_node_id,
+    now,
+)
 from ._ratelog import RateLimitedLog
 from ._replies import PendingRequests
 from ._routing import Router
@@ -807,20 +818,16 @@ def _check_namespace(namespace: str) -> str:
     return namespace
 
 
-_MAX_HEADERS = 64
-_MAX_HEADER_BYTES = 8192
-
-
 def _check_headers(headers: dict[str, str] | None) -> dict[str, str]:
     if not headers:
         return {}
-    if len(headers) > _MAX_HEADERS:
-        raise ValueError(f"at most {_MAX_HEADERS} headers are allowed")
+    if len(headers) > MAX_HEADERS:
+        raise ValueError(f"at most {MAX_HEADERS} headers are allowed")
     size = 0
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("header names and values must be strings")
         size += len(key) + len(value)
-    if size > _MAX_HEADER_BYTES:
-        raise ValueError(f"headers must total at most {_MAX_HEADER_BYTES} characters")
+    if size > MAX_HEADER_CHARS:
+        raise ValueError(f"headers must total at most {MAX_HEADER_CHARS} characters")
     return dict(headers)

@@ -300,5 +300,5 @@ def _make_fernet(fernet_cls: type[Fernet], key: object, index: int) -> Fernet:
         pass  # leave the exception behind: its context could carry the key
     raise ConfigError(
         f"shared_key #{index} is not a valid Fernet key"
-        " (32 url-safe base64-encoded bytes); make one with addrbus.generate_key()"
+        " (32 url-safe base64-encoded bytes); make one with `addrbus keygen` or addrbus.generate_key()"
     )

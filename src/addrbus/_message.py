@@ -18,6 +18,12 @@ T = TypeVar("T")
 
 WIRE_VERSION = 1
 
+# Limits on what one envelope may carry. Senders are held to the header limits
+# (``_bus._check_headers``); receivers refuse anything past any of them.
+MAX_HEADERS = 64
+MAX_HEADER_CHARS = 8192
+MAX_ID_LENGTH = 64  # message, correlation and node ids: the bus's own are under 40
+
 Kind = Literal["pub", "send", "req", "reply", "fail", "ctl"]
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
+from ._addresses import is_valid_address
 from ._codec import FrameError, decode_frame, encode_body, encode_frame
 from ._exceptions import MessageTooLarge
-from ._message import Envelope
+from ._message import MAX_HEADER_CHARS, MAX_HEADERS, MAX_ID_LENGTH, WIRE_VERSION, Envelope
 
 if TYPE_CHECKING:
     from .transports.base import Transport
@@ -71,6 +73,7 @@ class Wire:
         if self._objects:
             if type(frame) is not Envelope:
                 raise FrameError("not_an_envelope")
+            check_envelope(frame)
             return frame, frame.body, False
         if type(frame) is not bytes:
             raise FrameError("not_bytes")
@@ -84,6 +87,7 @@ class Wire:
             except SealRejected as exc:
                 raise FrameError(exc.reason) from None
         env, body = decode_frame(frame)
+        check_envelope(env)
         return env, body, True
 
     def seen_before(self, msg_id: str) -> bool:
@@ -97,3 +101,33 @@ class Wire:
         if len(seen) > _DEDUP_WINDOW:
             del seen[next(iter(seen))]
         return False
+
+
+_ADDRESSED = frozenset({"pub", "send", "req"})
+
+
+def check_envelope(env: Envelope) -> None:
+    """Refuse an envelope that no bus of this version would send.
+
+    The model checks types; this checks the limits every sender is held to, so
+    junk can neither reach a handler nor cost memory (ids are remembered).
+
+    :raises FrameError: ``bad_version``, ``bad_envelope``, ``bad_headers`` or ``bad_address``.
+    """
+    if env.v != WIRE_VERSION:
+        raise FrameError("bad_version")
+    if (
+        len(env.id) > MAX_ID_LENGTH
+        or len(env.src) > MAX_ID_LENGTH
+        or (env.cid is not None and len(env.cid) > MAX_ID_LENGTH)
+        or (env.rto is not None and len(env.rto) > MAX_ID_LENGTH)
+        or (env.dst is not None and len(env.dst) > MAX_ID_LENGTH)
+        or not math.isfinite(env.ts)
+        or (env.dl is not None and not math.isfinite(env.dl))
+    ):
+        raise FrameError("bad_envelope")
+    hdr = env.hdr
+    if hdr and (len(hdr) > MAX_HEADERS or sum(len(k) + len(v) for k, v in hdr.items()) > MAX_HEADER_CHARS):
+        raise FrameError("bad_headers")
+    if env.kind in _ADDRESSED and not is_valid_address(env.addr):
+        raise FrameError("bad_address")
