@@ -18,6 +18,7 @@ from ._exceptions import (
     BusNotRunning,
     BusStopped,
     ConfigError,
+    DeliveryUnknown,
     MessageTooLarge,
     NoHandlers,
     RecipientFailure,
@@ -512,7 +513,7 @@ class EventBus:
         cid, future, remote = self._submit(address, body, timeout, headers, response_type)
         try:
             if remote is not None:
-                await self._send_remote(remote, timeout)
+                await self._send_remote(remote, timeout, future)
             return (await future)[0]
         except ReplyError as exc:
             self._count(f"failures.{exc.failure_type.value.lower()}")
@@ -539,7 +540,7 @@ class EventBus:
         cid, future, remote = self._submit(address, body, timeout, headers, response_type)
         try:
             if remote is not None:
-                await self._send_remote(remote, timeout)
+                await self._send_remote(remote, timeout, future)
             body_, hdrs, msg_id, sender, ts = await future
         except ReplyError as exc:
             self._count(f"failures.{exc.failure_type.value.lower()}")
@@ -589,9 +590,22 @@ class EventBus:
                                    code=503, remote_type="Overloaded")
         return cid, future, None
 
-    async def _send_remote(self, remote: tuple[str, Envelope, Any], timeout: float) -> None:
+    async def _send_remote(self, remote: tuple[str, Envelope, Any], timeout: float,
+                           future: asyncio.Future[Any]) -> None:
         node, env, body = remote
-        if not await self._wire.unicast(node, env, body, timeout=timeout):
+        try:
+            sent = await self._wire.unicast(node, env, body, timeout=timeout)
+        except DeliveryUnknown:
+            # The frame may have gone out, so a reply may still come: the request
+            # resolves by that reply or by its own deadline, like any other.
+            return
+        except TransportError:
+            if future.done():
+                # The request ended while its frame waited (deadline passed, node gone):
+                # report that outcome, which the future holds, not the late send error.
+                return
+            raise
+        if not sent:
             self._node_gone(node, "its inbox has no listener")
 
     async def _answer(self, cid: str, reply_to: str | None, kind: str, body: Any, code: int, message: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from ._addresses import is_valid_address
@@ -29,7 +30,9 @@ class Wire:
             from ._crypto import Sealer
 
             self._sealer = Sealer(shared_key, ttl=replay_ttl, max_token_size=transport.max_frame_size)
-        self._seen: dict[str, None] = {}
+        # An OrderedDict: popitem(last=False) is O(1), where deleting a dict's first key
+        # leaves a hole that every later next(iter(...)) scans again (O(window) per frame).
+        self._seen: OrderedDict[str, None] = OrderedDict()
         self._limit = transport.max_frame_size
 
     @property
@@ -99,7 +102,7 @@ class Wire:
             return True
         seen[msg_id] = None
         if len(seen) > _DEDUP_WINDOW:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)
         return False
 
 

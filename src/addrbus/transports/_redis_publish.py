@@ -8,15 +8,19 @@ frames from one sender keep their order, and no caller waits on a lock. When
 traffic is sequential and the connection idle, the caller writes its frame
 itself, saving the hop through the writer task (request/reply latency).
 
-A per-call timer fails the future when the call's time is up: with
-:class:`TransportError` if the frame was still in the outbox (it is taken out
-and never sent), with :class:`DeliveryUnknown` once it was handed to the socket.
+When a call's time is up its future fails: with :class:`TransportError` if
+the frame was still in the outbox (it is taken out and never sent), with
+:class:`DeliveryUnknown` once it was handed to the socket. Calls with the same
+bound expire in the order they were made, so each bound keeps a FIFO of
+deadlines and one timer serves them all: a timer per call cost a heap push and
+a cancel on every frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -50,6 +54,10 @@ class Publisher:
         #: A synchronous write to the connection, when one is available.
         self.direct: Callable[[bytes], None] | None = None
         self._solo = True  # the last write carried one frame: traffic is sequential
+        # Per bound (``within``), the calls' deadlines in call order; one timer for the earliest.
+        self._deadlines: dict[float, deque[tuple[float, asyncio.Future[int]]]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
 
     @property
     def pending(self) -> int:
@@ -66,8 +74,8 @@ class Publisher:
             self.errors += 1
             raise TransportError(f"{self.describe} is {self._closed_reason}; frame not sent")
         loop = asyncio.get_running_loop()
-        # A timer on the future instead of asyncio.timeout(): no cancellation
-        # of the caller, and the timer knows whether the frame has left.
+        # A deadline on the future instead of asyncio.timeout(): no cancellation
+        # of the caller, and _expire knows whether the frame has left.
         deadline = loop.time() + within
         if self._space or self._granted or len(self._queued) + len(self._inflight) >= self.max_pending:
             await self._wait_space(deadline)
@@ -93,11 +101,46 @@ class Publisher:
             if wake is not None:
                 self._wake = None
                 wake.set_result(None)
-        timer = loop.call_at(deadline, self._expire, fut)
-        try:
-            return await fut
-        finally:
-            timer.cancel()
+        fifo = self._deadlines.get(within)
+        if fifo is None:
+            fifo = self._deadlines[within] = deque()
+        else:
+            # Replies come in order, so answered calls gather at the head: drop them as we go.
+            while fifo and fifo[0][1].done():
+                fifo.popleft()
+        # Waiters for room are served in call order, so deadlines stay sorted in each FIFO.
+        fifo.append((deadline, fut))
+        if deadline < self._timer_at:
+            self._arm(loop, deadline)
+        return await fut
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._on_timer, loop)
+
+    def _on_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire every call whose deadline has passed; re-arm for the next one."""
+        self._timer = None
+        self._timer_at = math.inf
+        now = loop.time()
+        earliest = math.inf
+        for within, fifo in list(self._deadlines.items()):
+            while fifo:
+                deadline, fut = fifo[0]
+                if fut.done():
+                    fifo.popleft()
+                elif deadline <= now:
+                    fifo.popleft()
+                    self._expire(fut)
+                else:
+                    earliest = min(earliest, deadline)
+                    break
+            if not fifo:
+                del self._deadlines[within]
+        if earliest != math.inf:
+            self._arm(loop, earliest)
 
     def ping(self, head: bytes, payload: bytes) -> None:
         """Queue a PUBLISH whose reply nobody awaits (the heartbeat)."""
@@ -171,6 +214,11 @@ class Publisher:
         self._chunks.clear()
         self._queued.clear()
         self._inflight.clear()
+        self._deadlines.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = math.inf
         self._wake_space()
 
     def _wake_space(self) -> None:
@@ -204,22 +252,29 @@ class Publisher:
 
     async def run_reader(self, read: Read, reply_error: type[Exception]) -> None:
         """Match each PUBLISH reply read with ``read`` to its caller, forever."""
-        inflight = self._inflight
         while True:
             try:
-                count = await read()
+                reply = await read()
             except reply_error as exc:
+                reply = exc
+            self.on_reply(reply)
+
+    def on_reply(self, reply: Any) -> None:
+        """Match one PUBLISH reply (a receiver count, or the error Redis answered) to its caller.
+
+        :raises TransportError: for a reply nobody asked for (the connection is out of step).
+        """
+        inflight = self._inflight
+        if not inflight:
+            raise TransportError(f"{self.describe}: a reply nobody asked for; resynchronising")
+        fut = inflight.popleft()
+        if fut is not None and not fut.done():
+            if isinstance(reply, Exception):
                 # Redis refused this one command (an ACL, a limit): the
                 # connection itself is fine and the frame was not published.
-                fut = inflight.popleft()
-                if fut is not None and not fut.done():
-                    self.errors += 1
-                    fut.set_exception(TransportError(f"{self.describe}: Redis refused the frame: {exc}"))
-                continue
-            if not inflight:
-                raise TransportError(f"{self.describe}: a reply nobody asked for; resynchronising")
-            fut = inflight.popleft()
-            if fut is not None and not fut.done():
-                fut.set_result(count)
-            if self._space:
-                self._wake_space()
+                self.errors += 1
+                fut.set_exception(TransportError(f"{self.describe}: Redis refused the frame: {reply}"))
+            else:
+                fut.set_result(reply)
+        if self._space:
+            self._wake_space()

@@ -1,0 +1,473 @@
+"""redis:// between two processes, each figure beside raw redis-py from the same run.
+
+Run::
+
+    scripts/in-netns .venv/bin/python benchmarks/redis.py [--quick] [--profile child|parent]
+                                                        [--profiler cprofile|pyinstrument]
+
+It starts its own redis-server on a free loopback port (never a shared one),
+and a child process (the service, the subscriber). Both processes run one bus
+on that server and, beside it, raw redis-py (asyncio, hiredis parser, RESP2)
+doing the same exchange with payloads as large as the bus's frames:
+
+* ping-pong: one request at a time; raw: ``PUBLISH`` there, the child's
+  pub/sub listener ``PUBLISH``-es it back, ``PubSub.get_message`` waits for it.
+* 50 concurrent: 50 requesters in a loop; raw: 50 publishes outstanding, the
+  replies matched to futures by a listener task, the child answering each
+  message from its own task (redis-py's connection pool).
+* one-way: publish N messages from 100 concurrent senders; raw: ``PUBLISH``
+  through a non-transactional pipeline, 500 commands a batch. Throughput runs
+  from the first send to the last receipt (both clocks are the host's
+  monotonic clock).
+
+``--profile child`` profiles the child during the bus phases (cProfile, or
+pyinstrument with ``--profiler pyinstrument``) and prints where its time goes;
+``--profile parent`` does the same for this process. Each phase also reports
+the CPU time each process spent per message. The exit status is the number of
+targets missed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this file's directory leads sys.path, and this file would
+# shadow the redis package it measures.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import cProfile  # noqa: E402
+import json  # noqa: E402
+import pstats  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import redis  # noqa: E402
+import redis.asyncio as aioredis  # noqa: E402
+
+from addrbus import EventBus  # noqa: E402
+from addrbus._codec import encode_body, encode_frame  # noqa: E402
+from addrbus._message import Envelope  # noqa: E402
+from addrbus.transports import _redis_wire as wire  # noqa: E402
+
+ECHO, SINK = "bench.echo", "bench.sink"
+BODY = "x" * 200  # the one-way payload
+NODE = "0123456789abcdef"
+PHASE_LIMIT = 120.0  # seconds: no phase may run longer, whatever is lost
+PIPELINE = 500  # raw one-way: PUBLISH commands per pipeline
+SENDERS = 100  # bus one-way: concurrent publishers
+RAW_REQ, RAW_REP, RAW_CREQ, RAW_CREP, RAW_SINK = b"raw:req", b"raw:rep", b"raw:creq", b"raw:crep", b"raw:sink"
+TARGETS = {"ping-pong": 0.85, "50 concurrent": 1.0, "one-way": 0.6}  # bus / raw, at least
+
+
+def frame_size(kind: str, body: Any, ns: str) -> int:
+    """Return the bytes the bus publishes for one message (ids as long as real ones)."""
+    msg_id = f"{NODE}-{123456:x}"
+    env = Envelope(kind=kind, ns=ns, addr=ECHO if kind == "req" else SINK, id=msg_id, src=NODE,  # type: ignore[arg-type]
+                   ts=time.time(), **({"cid": msg_id, "rto": NODE, "dst": NODE, "dl": time.time()}
+                                     if kind == "req" else {}))
+    return len(encode_frame(env, encode_body(body))) + (0 if kind == "req" else wire.SENDER_LEN)
+
+
+class Server:
+    """A private redis-server on a free loopback port (a trimmed copy of tests/fixtures_redis.RedisServer)."""
+
+    def __init__(self) -> None:
+        path = shutil.which("redis-server")
+        if path is None:
+            raise SystemExit("redis-server is not on PATH")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self._tmp = tempfile.mkdtemp(prefix="addrbus-bench-")
+        self.proc = subprocess.Popen(
+            [path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self._tmp, "--protected-mode", "no", "--loglevel", "warning"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with redis.Redis(port=self.port, socket_connect_timeout=0.2, protocol=2) as client:
+                    self.version = client.info("server")["redis_version"]
+                    return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.01)  # a bounded poll while the server binds its port
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class Profiler:
+    """cProfile or pyinstrument, switched on for the bus phases only."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.used = False
+        if kind == "pyinstrument":
+            import pyinstrument
+
+            self.sampler = pyinstrument.Profiler(interval=0.0002, async_mode="disabled")
+        else:
+            self.profile = cProfile.Profile()
+
+    def switch(self, on: bool) -> None:
+        self.used = True
+        if self.kind == "pyinstrument":
+            if on:
+                self.sampler.start()
+            else:
+                self.sampler.stop()
+        elif on:
+            self.profile.enable()
+        else:
+            self.profile.disable()
+
+    def report(self, who: str) -> None:
+        if not self.used:
+            return
+        print(f"\n== {self.kind} profile of the {who}, bus phases only ==", file=sys.stderr)
+        if self.kind == "pyinstrument":
+            print(self.sampler.output_text(unicode=False, color=False), file=sys.stderr)
+        else:
+            pstats.Stats(self.profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+
+
+def raw_client(url: str) -> aioredis.Redis:
+    """Return redis-py's asyncio client as a user would make it (hiredis is picked when installed)."""
+    return aioredis.Redis.from_url(url, protocol=2)
+
+
+# -- the child: service and subscriber -----------------------------------------------------------
+
+
+async def child(url: str, ns: str, profiler_kind: str) -> None:
+    counts = {"bus": 0, "raw": 0}
+    last = {"bus": 0.0, "raw": 0.0}
+    profiler = Profiler(profiler_kind)
+    bus = EventBus(url, namespace=ns)
+
+    @bus.on(ECHO)
+    async def echo(n: int) -> int:
+        return n
+
+    @bus.on(SINK, max_queue=10_000_000)
+    async def sink(body: str) -> None:
+        counts["bus"] += 1
+        last["bus"] = time.monotonic()
+
+    client = raw_client(url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(RAW_REQ, RAW_CREQ, RAW_SINK)
+    answering: set[asyncio.Task[Any]] = set()
+
+    async def raw_listener() -> None:
+        async for msg in pubsub.listen():
+            if msg["type"] != "message":
+                continue
+            channel = msg["channel"]
+            if channel == RAW_REQ:
+                await client.publish(RAW_REP, msg["data"])
+            elif channel == RAW_CREQ:
+                task = asyncio.ensure_future(client.publish(RAW_CREP, msg["data"]))
+                answering.add(task)
+                task.add_done_callback(answering.discard)
+            else:
+                counts["raw"] += 1
+                last["raw"] = time.monotonic()
+
+    loop = asyncio.get_running_loop()
+    listener = loop.create_task(raw_listener())
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def say(**fields: Any) -> None:
+        sys.stdout.write(json.dumps(fields) + "\n")
+        sys.stdout.flush()
+
+    async with bus:
+        say(ready=True)
+        for _ in range(1000):  # bounded: a run sends a dozen commands
+            command, *args = (await asyncio.wait_for(reader.readline(), 600)).decode().split() or ["quit"]
+            if command == "quit":
+                break
+            if command == "profile":
+                profiler.switch(args[0] == "on")
+            elif command == "cpu":
+                say(cpu=time.process_time())
+            elif command == "reset":
+                counts.update(bus=0, raw=0)
+            elif command == "expect":  # wait for N, or until nothing arrived for half a second
+                which, want = args[0], int(args[1])
+                for _ in range(200):
+                    seen = counts[which]
+                    if seen >= want:
+                        break
+                    await asyncio.sleep(0.5)
+                    if counts[which] == seen:
+                        break
+                drops = {k: v for k, v in bus.stats().items() if "drop" in k and v} if which == "bus" else {}
+                say(count=counts[which], last=last[which], drops=drops)
+            say(ok=True)
+    listener.cancel()
+    await asyncio.gather(listener, return_exceptions=True)
+    await pubsub.aclose()
+    await client.aclose()
+    profiler.report("child (service and subscriber)")
+
+
+# -- the parent: requester and publisher ---------------------------------------------------------
+
+
+class Child:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), 120)
+        if not line:
+            raise RuntimeError("the child process exited")
+        return dict(json.loads(line))
+
+    async def tell(self, *words: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((" ".join(map(str, words)) + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def command(self, *words: Any) -> dict[str, Any]:
+        await self.tell(*words)
+        reply = await self.read()
+        if "ok" not in reply:
+            await self.read()
+        return reply
+
+
+class RawPeer:
+    """Raw redis-py on the requester's side: a client, and a listener for the replies."""
+
+    def __init__(self, url: str, req_size: int) -> None:
+        self.client = raw_client(url)
+        self.pad = bytes(max(req_size - 4, 0))
+        self.waiting: dict[int, asyncio.Future[None]] = {}
+        self.seq = 0
+
+    async def start(self) -> None:
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        await self.pubsub.subscribe(RAW_REP)
+        self.concurrent = self.client.pubsub(ignore_subscribe_messages=True)
+        await self.concurrent.subscribe(RAW_CREP)
+        self.listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        async for msg in self.concurrent.listen():
+            if msg["type"] == "message":
+                future = self.waiting.pop(int.from_bytes(msg["data"][:4], "big"), None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+    async def ping_pong(self) -> None:
+        """PUBLISH, then wait for the echo on this side's subscription."""
+        self.seq += 1
+        await self.client.publish(RAW_REQ, self.seq.to_bytes(4, "big") + self.pad)
+        for _ in range(1000):  # skips nothing in practice: only messages come on this subscription
+            if await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=None) is not None:
+                return
+
+    async def round_trip(self) -> None:
+        """PUBLISH, then wait for the listener to hand over the echo."""
+        self.seq += 1
+        future = self.waiting[self.seq] = asyncio.get_running_loop().create_future()
+        await self.client.publish(RAW_CREQ, self.seq.to_bytes(4, "big") + self.pad)
+        await future
+
+    async def blast(self, count: int, size: int) -> float:
+        """Publish ``count`` messages through pipelines of PIPELINE commands; return the start time."""
+        payload = bytes(size)
+        start = time.monotonic()
+        for first in range(0, count, PIPELINE):
+            pipe = self.client.pipeline(transaction=False)
+            for _ in range(min(PIPELINE, count - first)):
+                pipe.publish(RAW_SINK, payload)
+            await pipe.execute()
+        return start
+
+    async def close(self) -> None:
+        self.listener.cancel()
+        await asyncio.gather(self.listener, return_exceptions=True)
+        await self.pubsub.aclose()
+        await self.concurrent.aclose()
+        await self.client.aclose()
+
+
+async def timed(count: int, one: Any) -> list[float]:
+    latencies = []
+    async with asyncio.timeout(PHASE_LIMIT):
+        for _ in range(count):
+            t0 = time.perf_counter()
+            await one()
+            latencies.append(time.perf_counter() - t0)
+    return latencies
+
+
+async def concurrently(total: int, one: Any, width: int = 50) -> float:
+    async def worker() -> None:
+        for _ in range(total // width):
+            await one()
+
+    t0 = time.perf_counter()
+    async with asyncio.timeout(PHASE_LIMIT):
+        await asyncio.gather(*(worker() for _ in range(width)))
+    return total // width * width / (time.perf_counter() - t0)
+
+
+async def parent(url: str, version: str, quick: bool, profile: str | None, profiler_kind: str) -> int:
+    n_ping, n_conc, n_oneway = (2_000, 10_000, 20_000) if quick else (10_000, 50_000, 200_000)
+    ns = "bench"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--profiler", profiler_kind, "--child", url, ns,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )
+    kid = Child(process)
+    profiler = Profiler(profiler_kind)
+
+    async def bus_phase(on: bool) -> None:
+        if profile == "child":
+            await kid.command("profile", "on" if on else "off")
+        elif profile == "parent":
+            profiler.switch(on)
+
+    cpu: dict[str, tuple[float, float]] = {}  # phase -> CPU microseconds per message (parent, child)
+
+    async def phase(name: str, count: int, run: Any, bus_side: bool) -> Any:
+        """Run one phase, noting each process's CPU time per message."""
+        if bus_side:
+            await bus_phase(True)
+        child_cpu = (await kid.command("cpu"))["cpu"]
+        own_cpu = time.process_time()
+        result = await run()
+        own_cpu = time.process_time() - own_cpu
+        child_cpu = (await kid.command("cpu"))["cpu"] - child_cpu
+        if bus_side:
+            await bus_phase(False)
+        cpu[name] = (own_cpu / count * 1e6, child_cpu / count * 1e6)
+        return result
+
+    size = frame_size("pub", BODY, ns)
+    try:
+        await kid.read()
+        raw = RawPeer(url, frame_size("req", 1, ns))
+        await raw.start()
+        async with EventBus(url, namespace=ns) as bus:
+            await bus.wait_for_handlers(SINK, 1, timeout=10)
+            await bus.wait_for_handlers(ECHO, 1, timeout=10)
+            await timed(500, raw.ping_pong)  # warm both paths
+            await timed(500, lambda: bus.request(ECHO, 1, timeout=5))
+
+            async def publish_all() -> tuple[float, dict[str, Any]]:
+                t0 = time.monotonic()
+                await concurrently(n_oneway, lambda: bus.publish(SINK, BODY), SENDERS)
+                return t0, await kid.command("expect", "bus", n_oneway)
+
+            async def blast_all() -> tuple[float, dict[str, Any]]:
+                t0 = await raw.blast(n_oneway, size)
+                return t0, await kid.command("expect", "raw", n_oneway)
+
+            raw_lat = await phase("ping-pong raw", n_ping, lambda: timed(n_ping, raw.ping_pong), False)
+            bus_lat = await phase("ping-pong bus", n_ping,
+                                  lambda: timed(n_ping, lambda: bus.request(ECHO, 1, timeout=5)), True)
+            raw_conc = await phase("50 concurrent raw", n_conc, lambda: concurrently(n_conc, raw.round_trip), False)
+            bus_conc = await phase("50 concurrent bus", n_conc,
+                                   lambda: concurrently(n_conc, lambda: bus.request(ECHO, 1, timeout=30)), True)
+            await kid.command("reset")
+            start, raw_got = await phase("one-way raw", n_oneway, blast_all, False)
+            start_bus, bus_got = await phase("one-way bus", n_oneway, publish_all, True)
+            sender_stats = bus.stats()
+        await raw.close()
+        await kid.tell("quit")
+        await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    profiler.report("parent (requester and publisher)")
+
+    def rate(got: dict[str, Any], t0: float) -> float:
+        return float(got["count"]) / max(got["last"] - t0, 1e-9)
+
+    raw_rate, bus_rate = rate(raw_got, start), rate(bus_got, start_bus)
+    p50 = (statistics.median(raw_lat) * 1e6, statistics.median(bus_lat) * 1e6)
+    p99 = (statistics.quantiles(raw_lat, n=100)[98] * 1e6, statistics.quantiles(bus_lat, n=100)[98] * 1e6)
+    per_s = (n_ping / sum(raw_lat), n_ping / sum(bus_lat))
+
+    def target(kind: str, raw_v: float, bus_v: float) -> tuple[str, bool]:
+        return f">= {TARGETS[kind]:.2f}x", bus_v >= TARGETS[kind] * raw_v
+
+    rows: list[tuple[str, float, float, float | None, str, bool | None]] = [
+        # figure, raw, bus, ratio bus/raw, target text, met
+        ("ping-pong round trips/s", *per_s, per_s[1] / per_s[0], *target("ping-pong", *per_s)),
+        ("ping-pong p50 latency (us)", *p50, p50[1] / p50[0], "", None),
+        ("ping-pong p99 latency (us)", *p99, p99[1] / p99[0], "", None),
+        ("50 concurrent, round trips/s", raw_conc, bus_conc, bus_conc / raw_conc,
+         *target("50 concurrent", raw_conc, bus_conc)),
+        ("one-way publish, msgs/s", raw_rate, bus_rate, bus_rate / raw_rate, *target("one-way", raw_rate, bus_rate)),
+        ("one-way received", raw_got["count"], bus_got["count"], None, f"= {n_oneway:,}",
+         bus_got["count"] == n_oneway),
+    ]
+    hiredis = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "pure-Python parser"
+    print(f"redis:// between two processes ({'quick' if quick else 'full'}), redis-server {version} on loopback,"
+          f" redis-py {redis.__version__} ({hiredis}), {os.cpu_count()} CPUs")
+    print(f"{n_ping:,} ping-pongs, {n_conc:,} concurrent requests, {n_oneway:,} one-way messages of {size} bytes")
+    print(f"{'figure':<32} {'raw':>10} {'addrbus':>10} {'ratio':>7} {'target':>9}")
+    missed = 0
+    for name, raw_v, bus_v, ratio, goal, met in rows:
+        verdict = "" if met is None else ("ok" if met else "SHORT")
+        missed += met is False
+        ratio_text = "" if ratio is None else f"{ratio:.2f}x"
+        print(f"{name:<32} {raw_v:>10,.1f} {bus_v:>10,.1f} {ratio_text:>7} {goal:>9} {verdict}")
+    print("CPU per message (us), this process / the child:")
+    for kind in ("ping-pong", "50 concurrent", "one-way"):
+        (raw_p, raw_c), (bus_p, bus_c) = cpu[f"{kind} raw"], cpu[f"{kind} bus"]
+        print(f"  {kind:<14} raw {raw_p:6.1f} / {raw_c:6.1f}   addrbus {bus_p:6.1f} / {bus_c:6.1f}")
+    print(f"bus drops: sender {({k: v for k, v in sender_stats.items() if 'drop' in k and v})},"
+          f" receiver {bus_got['drops']}")
+    return missed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer messages")
+    parser.add_argument("--profile", choices=["child", "parent"], help="profile one side's bus phases")
+    parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
+    parser.add_argument("--child", nargs=2, metavar=("URL", "NS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        url, ns = args.child
+        asyncio.run(child(url, ns, args.profiler))
+        return
+    server = Server()
+    try:
+        missed = asyncio.run(parent(server.url, server.version, args.quick, args.profile, args.profiler))
+    finally:
+        server.stop()
+    raise SystemExit(missed)
+
+
+if __name__ == "__main__":
+    main()
