@@ -92,6 +92,9 @@ class BodySpec:
             raise BodyInvalid("body is not valid JSON") from None
 
 
+# The validator itself: model_validate_json adds a Python frame per received frame.
+_validate_envelope = Envelope.__pydantic_validator__.validate_json
+
 _specs: dict[Any, BodySpec] = {}
 ANY_SPEC = BodySpec(Any)
 
@@ -140,7 +143,7 @@ def decode_frame(frame: bytes) -> tuple[Envelope, bytes]:
     if end < 0:
         raise FrameError("truncated")
     try:
-        env = Envelope.model_validate_json(frame[2:end])
+        env = _validate_envelope(frame[2:end])
     except ValidationError as exc:
         version_error = any(e["loc"] == ("v",) for e in exc.errors(include_input=False))
         raise FrameError("bad_version" if version_error else "bad_envelope") from None
