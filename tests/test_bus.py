@@ -595,3 +595,30 @@ async def test_drain_inside_a_handler_does_not_wait_for_itself(address: str) -> 
     async with bus:
         await bus.request(address, None, timeout=WAIT)
     assert drained == [True]
+
+
+async def test_requests_in_flight_to_one_node_are_windowed_on_udp_like_transports(address: str) -> None:
+    hub = f"memory://{address}?serialize=1"
+    server, client = EventBus(hub), EventBus(hub)
+    client._transport.max_in_flight = 3  # as udp:// does, with 1,024
+    entered: list[int] = []
+    gate = asyncio.Event()
+    three_in = asyncio.Event()
+
+    @server.on(address)
+    async def hold(n: int) -> int:
+        entered.append(n)
+        if len(entered) == 3:
+            three_in.set()
+        await gate.wait()
+        return n
+
+    async with server, client:
+        requests = [asyncio.ensure_future(client.request(address, n, timeout=WAIT)) for n in range(10)]
+        await asyncio.wait_for(three_in.wait(), WAIT)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert entered == [0, 1, 2]  # the other seven wait for a slot, in order
+        gate.set()
+        assert await asyncio.gather(*requests) == list(range(10))
+    assert entered == list(range(10))

@@ -127,6 +127,7 @@ class EventBus:
         self._background: set[asyncio.Task[None]] = set()
         self._on_stop: set[Callable[[], None]] = set()  # wakes streams waiting for messages
         self._scheduler: JobScheduler | None = None
+        self._windows: dict[str, asyncio.Semaphore] = {}  # node -> requests in flight to it (UDP)
         # addrbus.testing.Recorder: observer(kind, address, body, headers), kind publish/send/request.
         self._observers: list[Callable[[str, str, Any, dict[str, str]], None]] = []
 
@@ -177,6 +178,7 @@ class EventBus:
         self.node_id = new_node_id()  # a restarted bus is a new node to its peers
         self._ids = id_source(self.node_id)
         self._pending = PendingRequests(loop)
+        self._windows.clear()
         self._wire.reset()
         self._transport.on_state(self._transport_state_changed)
         await self._transport.start(self.node_id, self.namespace, self._on_frame)
@@ -511,15 +513,18 @@ class EventBus:
             BusStopped: if this bus stopped while waiting.
         """
         cid, future, remote = self._submit(address, body, timeout, headers, response_type)
+        window = None
         try:
             if remote is not None:
-                await self._send_remote(remote, timeout, future)
+                window = await self._send_remote(remote, timeout, future)
             return (await future)[0]
         except ReplyError as exc:
             self._count(f"failures.{exc.failure_type.value.lower()}")
             raise
         finally:
             self._pending.discard(cid)  # type: ignore[union-attr]
+            if window is not None:
+                window.release()
 
     @overload
     async def request_message(self, address: Endpoint[None, R], body: None = None, *, timeout: float = 30.0,
@@ -538,15 +543,18 @@ class EventBus:
                               headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]:
         """Send a request as :meth:`request` does, and return the whole reply ``Message``."""
         cid, future, remote = self._submit(address, body, timeout, headers, response_type)
+        window = None
         try:
             if remote is not None:
-                await self._send_remote(remote, timeout, future)
+                window = await self._send_remote(remote, timeout, future)
             body_, hdrs, msg_id, sender, ts = await future
         except ReplyError as exc:
             self._count(f"failures.{exc.failure_type.value.lower()}")
             raise
         finally:
             self._pending.discard(cid)  # type: ignore[union-attr]
+            if window is not None:
+                window.release()
         return make_message(body_, address_of(address), hdrs or {}, msg_id or self._ids(), cid, None, sender,
                             ts or now(), None)
 
@@ -591,22 +599,40 @@ class EventBus:
         return cid, future, None
 
     async def _send_remote(self, remote: tuple[str, Envelope, Any], timeout: float,
-                           future: asyncio.Future[Any]) -> None:
+                           future: asyncio.Future[Any]) -> asyncio.Semaphore | None:
+        """Send a request's frame; return the window slot it holds, which the caller releases."""
         node, env, body = remote
+        window = None
+        limit = self._transport.max_in_flight
+        if limit:
+            window = self._windows.get(node)
+            if window is None:
+                window = self._windows[node] = asyncio.Semaphore(limit)
+            if window.locked():
+                try:
+                    async with asyncio.timeout(timeout):
+                        await window.acquire()
+                except TimeoutError:
+                    return None  # never sent; the request's own timer fails it
+            else:
+                await window.acquire()  # free: returns at once
         try:
             sent = await self._wire.unicast(node, env, body, timeout=timeout)
         except DeliveryUnknown:
             # The frame may have gone out, so a reply may still come: the request
             # resolves by that reply or by its own deadline, like any other.
-            return
+            return window
         except TransportError:
+            if window is not None:
+                window.release()
             if future.done():
                 # The request ended while its frame waited (deadline passed, node gone):
                 # report that outcome, which the future holds, not the late send error.
-                return
+                return None
             raise
         if not sent:
             self._node_gone(node, "its inbox has no listener")
+        return window
 
     async def _answer(self, cid: str, reply_to: str | None, kind: str, body: Any, code: int, message: str,
                       remote_type: str, headers: dict[str, str] | None = None) -> None:
@@ -755,6 +781,7 @@ class EventBus:
 
     def _node_gone(self, node: str, why: str) -> None:
         self._router.remove_node(node)
+        self._windows.pop(node, None)
         if self._pending is not None:
             self._pending.fail_node(node, RecipientGone, f"node {node} is gone ({why})")
 

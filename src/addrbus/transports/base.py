@@ -46,6 +46,10 @@ class Transport(abc.ABC):
     #: True when nodes can vanish without a goodbye (a crash, a lost network),
     #: so membership must run heartbeats to notice them.
     needs_heartbeat: bool = True
+    #: How many requests one node may have outstanding to another at once; 0 for
+    #: no limit. Set by transports without flow control of their own (UDP), so
+    #: that a burst of requests and their replies fits the receivers' buffers.
+    max_in_flight: int = 0
 
     def __init__(self) -> None:
         self.state: str = "disconnected"
