@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from addrbus import (
+    BusError,
     BusNotRunning,
     BusStopped,
     ConfigError,
@@ -622,3 +623,11 @@ async def test_requests_in_flight_to_one_node_are_windowed_on_udp_like_transport
         gate.set()
         assert await asyncio.gather(*requests) == list(range(10))
     assert entered == list(range(10))
+
+
+async def test_registering_on_a_running_bus_from_another_thread_fails_clearly(address: str) -> None:
+    bus = EventBus()
+    async with bus:
+        with pytest.raises(BusError, match="event loop"):
+            await asyncio.to_thread(bus.on, address, lambda x: x)
+        assert bus.nodes()[bus.node_id] == {}

@@ -15,6 +15,7 @@ from ._addresses import TypedAddress, address_of
 from ._codec import BodyInvalid, FrameError, spec_for
 from ._consumer import PASS_INLINE, Item, Registration, inspect_handler
 from ._exceptions import (
+    BusError,
     BusNotRunning,
     BusStopped,
     ConfigError,
@@ -285,6 +286,12 @@ class EventBus:
         concurrency: int | None, localns: dict[str, Any] | None, inline: bool = False,
     ) -> Registration:
         addr = address_of(address)
+        if self._running:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                # Peers must hear of the new handler, which takes the bus's loop.
+                raise BusError("register handlers on a running bus from a coroutine on its event loop") from None
         if inline:
             pass_mode, spec = PASS_INLINE, spec_for(Any)
         else:
