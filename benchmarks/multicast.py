@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
 import os
-import pstats
 import random
 import socket
 import statistics
 import sys
 import time
 from typing import Any
+
+from _harness import Profiler, concurrently, timed  # benchmarks/_harness.py
 
 from addrbus import EventBus
 from addrbus._codec import encode_body, encode_frame
@@ -49,7 +49,6 @@ ECHO, SINK = "bench.echo", "bench.sink"
 BODY = "x" * 200  # the one-way payload
 DRAIN = 256
 NODE = "0123456789abcdef"
-PHASE_LIMIT = 120.0  # seconds: no phase may run longer, whatever is lost
 
 
 def in_private_netns() -> bool:
@@ -89,41 +88,6 @@ def drain(sock: socket.socket, each: Any) -> None:
         except (BlockingIOError, InterruptedError):
             return
         each(data, addr)
-
-
-class Profiler:
-    """cProfile or pyinstrument, switched on for the bus phases only."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.used = False
-        if kind == "pyinstrument":
-            import pyinstrument
-
-            self.sampler = pyinstrument.Profiler(interval=0.0002, async_mode="disabled")
-        else:
-            self.profile = cProfile.Profile()
-
-    def switch(self, on: bool) -> None:
-        self.used = True
-        if self.kind == "pyinstrument":
-            if on:
-                self.sampler.start()
-            else:
-                self.sampler.stop()
-        elif on:
-            self.profile.enable()
-        else:
-            self.profile.disable()
-
-    def report(self, who: str) -> None:
-        if not self.used:
-            return
-        print(f"\n== {self.kind} profile of the {who}, bus phases only ==", file=sys.stderr)
-        if self.kind == "pyinstrument":
-            print(self.sampler.output_text(unicode=False, color=False), file=sys.stderr)
-        else:
-            pstats.Stats(self.profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
 
 
 # -- the child: service and subscriber -----------------------------------------------------------
@@ -247,27 +211,6 @@ class RawPeer:
     def close(self) -> None:
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
-
-
-async def timed(count: int, one: Any) -> list[float]:
-    latencies = []
-    async with asyncio.timeout(PHASE_LIMIT):
-        for _ in range(count):
-            t0 = time.perf_counter()
-            await one()
-            latencies.append(time.perf_counter() - t0)
-    return latencies
-
-
-async def concurrently(total: int, one: Any, width: int = 50) -> float:
-    async def worker() -> None:
-        for _ in range(total // width):
-            await one()
-
-    t0 = time.perf_counter()
-    async with asyncio.timeout(PHASE_LIMIT):
-        await asyncio.gather(*(worker() for _ in range(width)))
-    return total // width * width / (time.perf_counter() - t0)
 
 
 async def raw_blast(count: int, size: int, dest: tuple[str, int]) -> float:

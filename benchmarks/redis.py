@@ -35,13 +35,11 @@ import sys
 # Run as a script, this file's directory leads sys.path, and this file would
 # shadow the redis package it measures.
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
+    sys.path.append(sys.path.pop(0))  # last: the redis package first, then _harness.py beside us
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import cProfile  # noqa: E402
 import json  # noqa: E402
-import pstats  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
@@ -52,6 +50,7 @@ from typing import Any  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
+from _harness import Profiler, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
 
 from addrbus import EventBus  # noqa: E402
 from addrbus._codec import encode_body, encode_frame  # noqa: E402
@@ -61,7 +60,6 @@ from addrbus.transports import _redis_wire as wire  # noqa: E402
 ECHO, SINK = "bench.echo", "bench.sink"
 BODY = "x" * 200  # the one-way payload
 NODE = "0123456789abcdef"
-PHASE_LIMIT = 120.0  # seconds: no phase may run longer, whatever is lost
 PIPELINE = 500  # raw one-way: PUBLISH commands per pipeline
 SENDERS = 100  # bus one-way: concurrent publishers
 RAW_REQ, RAW_REP, RAW_CREQ, RAW_CREP, RAW_SINK = b"raw:req", b"raw:rep", b"raw:creq", b"raw:crep", b"raw:sink"
@@ -112,41 +110,6 @@ class Server:
         self.proc.kill()
         self.proc.wait(10)
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-class Profiler:
-    """cProfile or pyinstrument, switched on for the bus phases only."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.used = False
-        if kind == "pyinstrument":
-            import pyinstrument
-
-            self.sampler = pyinstrument.Profiler(interval=0.0002, async_mode="disabled")
-        else:
-            self.profile = cProfile.Profile()
-
-    def switch(self, on: bool) -> None:
-        self.used = True
-        if self.kind == "pyinstrument":
-            if on:
-                self.sampler.start()
-            else:
-                self.sampler.stop()
-        elif on:
-            self.profile.enable()
-        else:
-            self.profile.disable()
-
-    def report(self, who: str) -> None:
-        if not self.used:
-            return
-        print(f"\n== {self.kind} profile of the {who}, bus phases only ==", file=sys.stderr)
-        if self.kind == "pyinstrument":
-            print(self.sampler.output_text(unicode=False, color=False), file=sys.stderr)
-        else:
-            pstats.Stats(self.profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
 
 
 def raw_client(url: str) -> aioredis.Redis:
@@ -314,27 +277,6 @@ class RawPeer:
         await self.pubsub.aclose()
         await self.concurrent.aclose()
         await self.client.aclose()
-
-
-async def timed(count: int, one: Any) -> list[float]:
-    latencies = []
-    async with asyncio.timeout(PHASE_LIMIT):
-        for _ in range(count):
-            t0 = time.perf_counter()
-            await one()
-            latencies.append(time.perf_counter() - t0)
-    return latencies
-
-
-async def concurrently(total: int, one: Any, width: int = 50) -> float:
-    async def worker() -> None:
-        for _ in range(total // width):
-            await one()
-
-    t0 = time.perf_counter()
-    async with asyncio.timeout(PHASE_LIMIT):
-        await asyncio.gather(*(worker() for _ in range(width)))
-    return total // width * width / (time.perf_counter() - t0)
 
 
 async def parent(url: str, version: str, quick: bool, profile: str | None, profiler_kind: str) -> int:
