@@ -41,7 +41,7 @@ def address_of(address: Any) -> str:
         raise ValueError("an address must not be empty or whitespace only")
     if len(value) > MAX_ADDRESS_LENGTH:
         raise ValueError(f"an address must be at most {MAX_ADDRESS_LENGTH} characters, got {len(value)}")
-    if any(c < " " or "\x7f" <= c <= "\x9f" for c in value):
+    if has_control_chars(value):
         raise ValueError("an address must not contain control characters")
     if len(_valid) < _CACHE_LIMIT:
         try:
@@ -49,6 +49,11 @@ def address_of(address: Any) -> str:
         except TypeError:
             pass
     return value
+
+
+def has_control_chars(value: str) -> bool:
+    """Tell whether ``value`` holds a C0 or C1 control character (or DEL)."""
+    return any(c < " " or "\x7f" <= c <= "\x9f" for c in value)
 
 
 def is_valid_address(value: str) -> bool:

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import inspect
 import logging
 import os
-import signal
-import threading
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from pydantic import BaseModel
@@ -29,9 +26,10 @@ from pydantic import BaseModel
 from ._bus import EventBus
 from ._exceptions import ConfigError
 from ._scheduler import every
+from ._signals import stop_on_signals
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from ._consumer import Registration
     from ._scheduler import Job
@@ -256,29 +254,10 @@ class Client:
         await self.start()
         stop_requested = self._stop_requested or asyncio.Event()  # start() made it
         try:
-            with _stop_on_signals(stop_requested):
+            with stop_on_signals(stop_requested):
                 await stop_requested.wait()
         finally:
             await self.stop()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(event: asyncio.Event) -> Iterator[None]:
-    """Set ``event`` on SIGINT and SIGTERM while inside; a no-op off the main thread."""
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, event.set)
-            except (NotImplementedError, RuntimeError):  # Windows
-                continue
-            installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def _add_job(bus: EventBus, trigger: Any, fn: Callable[..., Any]) -> Job:

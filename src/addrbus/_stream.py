@@ -8,7 +8,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._codec import spec_for
-from ._consumer import PASS_INLINE, Registration
 from ._exceptions import BusNotRunning
 
 if TYPE_CHECKING:
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._bus import EventBus
+    from ._consumer import Registration
     from ._message import Message
 
 logger = logging.getLogger("addrbus")
@@ -50,12 +50,8 @@ class Stream:
     def _open(self) -> None:
         if self._reg is None:
             bus = self._bus
-            reg = Registration(bus, self.address, self._push, pass_mode=PASS_INLINE, spec=self._spec,
-                               max_queue=self._max_queue, concurrency=1)
-            bus._router.add_local(reg)
-            bus._membership.changed()
+            self._reg = bus._register(self.address, self._push, False, self._max_queue, 1, None, sink=self._spec)
             bus._on_stop.add(self._ready.set)
-            self._reg = reg
 
     def close(self) -> None:
         """Unregister; messages already received can still be read."""
