@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import json
 import pstats
 import sys
 import time
@@ -66,3 +67,30 @@ async def concurrently(total: int, one: Any, width: int = 50) -> float:
     async with asyncio.timeout(PHASE_LIMIT):
         await asyncio.gather(*(worker() for _ in range(width)))
     return total // width * width / (time.perf_counter() - t0)
+
+
+class Child:
+    """The benchmark's other process: told commands on stdin, answering JSON lines on stdout."""
+
+    def __init__(self, process: asyncio.subprocess.Process, read_timeout: float = 60.0) -> None:
+        self.process = process
+        self.read_timeout = read_timeout
+
+    async def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), self.read_timeout)
+        if not line:
+            raise RuntimeError("the child process exited")
+        return dict(json.loads(line))
+
+    async def tell(self, *words: Any) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write((" ".join(map(str, words)) + "\n").encode())
+        await self.process.stdin.drain()
+
+    async def command(self, *words: Any) -> dict[str, Any]:
+        await self.tell(*words)
+        reply = await self.read()
+        if "ok" not in reply:
+            await self.read()
+        return reply

@@ -37,7 +37,7 @@ import sys
 import time
 from typing import Any
 
-from _harness import Profiler, concurrently, timed  # benchmarks/_harness.py
+from _harness import Child, Profiler, concurrently, timed  # benchmarks/_harness.py
 
 from addrbus import EventBus
 from addrbus._codec import encode_body, encode_frame
@@ -159,30 +159,6 @@ async def child(url: str, ns: str, raw_group: str, raw_port: int, profiler_kind:
 
 
 # -- the parent: requester and publisher ---------------------------------------------------------
-
-
-class Child:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    async def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 60)
-        if not line:
-            raise RuntimeError("the child process exited")
-        return dict(json.loads(line))
-
-    async def tell(self, *words: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write((" ".join(map(str, words)) + "\n").encode())
-        await self.process.stdin.drain()
-
-    async def command(self, *words: Any) -> dict[str, Any]:
-        await self.tell(*words)
-        reply = await self.read()
-        if "ok" not in reply:
-            await self.read()
-        return reply
 
 
 class RawPeer:

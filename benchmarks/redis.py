@@ -50,7 +50,7 @@ from typing import Any  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from _harness import Profiler, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
+from _harness import Child, Profiler, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
 
 from addrbus import EventBus  # noqa: E402
 from addrbus._codec import encode_body, encode_frame  # noqa: E402
@@ -198,30 +198,6 @@ async def child(url: str, ns: str, profiler_kind: str) -> None:
 # -- the parent: requester and publisher ---------------------------------------------------------
 
 
-class Child:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-
-    async def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), 120)
-        if not line:
-            raise RuntimeError("the child process exited")
-        return dict(json.loads(line))
-
-    async def tell(self, *words: Any) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write((" ".join(map(str, words)) + "\n").encode())
-        await self.process.stdin.drain()
-
-    async def command(self, *words: Any) -> dict[str, Any]:
-        await self.tell(*words)
-        reply = await self.read()
-        if "ok" not in reply:
-            await self.read()
-        return reply
-
-
 class RawPeer:
     """Raw redis-py on the requester's side: a client, and a listener for the replies."""
 
@@ -286,7 +262,7 @@ async def parent(url: str, version: str, quick: bool, profile: str | None, profi
         sys.executable, __file__, "--profiler", profiler_kind, "--child", url, ns,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
-    kid = Child(process)
+    kid = Child(process, read_timeout=120)
     profiler = Profiler(profiler_kind)
 
     async def bus_phase(on: bool) -> None:

@@ -19,7 +19,6 @@ a keyword; anything else on stdout (a log line) is ignored by it.
 from __future__ import annotations
 
 import asyncio
-import signal
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from addrbus import EventBus, ReplyError
+from tests.procs.lifecycle import emit, until_told_to_stop
 
 HEARTBEAT = 0.2  # seconds: a killed node is dropped after three missed beats
 LIFETIME = 60.0  # seconds: the longest any helper process lives
@@ -55,34 +55,6 @@ SAMPLE = Order(
 )
 
 
-def emit(*parts: Any) -> None:
-    """Print one line for the test and flush it at once."""
-    print(*parts, flush=True)
-
-
-async def until_told_to_stop() -> None:
-    """Wait for SIGTERM/SIGINT, the end of stdin, or LIFETIME seconds."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    async def stdin_closed() -> None:
-        while await reader.read(4096):
-            pass
-        stop.set()
-
-    watcher = loop.create_task(stdin_closed())
-    try:
-        await asyncio.wait_for(stop.wait(), LIFETIME)
-    except TimeoutError:
-        emit("lifetime-exceeded")
-    finally:
-        watcher.cancel()
-
-
 async def serve(bus: EventBus, address: str, _arg: str) -> None:
     @bus.on(address)
     async def place(order: Order) -> Receipt:
@@ -90,7 +62,7 @@ async def serve(bus: EventBus, address: str, _arg: str) -> None:
 
     async with bus:
         emit("ready", bus.node_id)
-        await until_told_to_stop()
+        await until_told_to_stop(LIFETIME)
 
 
 async def client(bus: EventBus, address: str, arg: str) -> None:
@@ -118,7 +90,7 @@ async def consume(bus: EventBus, address: str, index: str) -> None:
 
     async with bus:
         emit("ready", bus.node_id)
-        await until_told_to_stop()
+        await until_told_to_stop(LIFETIME)
 
 
 async def hang(bus: EventBus, address: str, _arg: str) -> None:
@@ -134,7 +106,7 @@ async def hang(bus: EventBus, address: str, _arg: str) -> None:
 
     async with bus:
         emit("ready", bus.node_id)
-        await until_told_to_stop()
+        await until_told_to_stop(LIFETIME)
 
 
 ROLES = {"serve": serve, "client": client, "consume": consume, "hang": hang}

@@ -18,39 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from typing import Any
 
 from addrbus import EventBus
-
-
-def emit(*parts: Any) -> None:
-    """Print one line for the test and flush it at once."""
-    print(*parts, flush=True)  # noqa: T201
-
-
-async def until_told_to_stop(lifetime: float) -> None:
-    """Wait for SIGTERM/SIGINT, the end of stdin, or ``lifetime`` seconds."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    async def stdin_closed() -> None:
-        while await reader.read(4096):
-            pass
-        stop.set()
-
-    watcher = loop.create_task(stdin_closed())
-    try:
-        await asyncio.wait_for(stop.wait(), lifetime)
-    except TimeoutError:
-        emit("lifetime-exceeded")
-    finally:
-        watcher.cancel()
+from tests.procs.lifecycle import emit, until_told_to_stop
 
 
 async def echo(bus: EventBus, address: str, opts: dict[str, str]) -> None:

@@ -60,7 +60,7 @@ async def peers() -> AsyncIterator[list[Peer]]:
 async def start(into: list[Peer], role: str, url: str, namespace: str, address: str, *args: str,
                 shared_key: str | None = None) -> Peer:
     """Start one peer with ``role`` and wait for its ``ready`` line."""
-    env = {**os.environ}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     env.pop("ADDRBUS_SHARED_KEY", None)
     if shared_key is not None:
         env["ADDRBUS_SHARED_KEY"] = shared_key

@@ -21,11 +21,11 @@ from addrbus.transports._redis_options import parse_redis_url
 from addrbus.transports._redis_publish import Publisher
 from addrbus.transports.redis import RedisTransport, from_url
 from tests.fixtures_redis import RedisServer, free_port
+from tests.transports._inbox import WAIT, Inbox
 
 pytestmark = pytest.mark.redis
 
 T = TypeVar("T")
-WAIT = 5.0  # seconds any single wait may take before the test fails
 
 
 def run(coro: Awaitable[T], limit: float = 30.0) -> T:
@@ -43,27 +43,6 @@ def node_id() -> str:
 
 def ns() -> str:
     return f"test-{secrets.token_hex(4)}"
-
-
-class Inbox:
-    """Collect frames; let a test wait until it holds ``n`` of them."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-
-    def __call__(self, frame: Any) -> None:
-        self.frames.append(frame)
-        for n, future in self._waiters:
-            if len(self.frames) >= n and not future.done():
-                future.set_result(None)
-
-    async def wait_for(self, n: int, limit: float = WAIT) -> list[bytes]:
-        if len(self.frames) < n:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append((n, future))
-            await asyncio.wait_for(future, limit)
-        return self.frames
 
 
 class States:

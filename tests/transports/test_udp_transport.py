@@ -22,11 +22,11 @@ import pytest
 from addrbus._exceptions import ConfigError, MessageTooLarge, TransportError
 from addrbus.transports.udp import MAGIC, MAX_PAYLOAD, UdpTransport, from_url
 from tests.fixtures_netns import require_private_netns
+from tests.transports._inbox import WAIT, Inbox
 
 pytestmark = pytest.mark.multicast
 
 T = TypeVar("T")
-WAIT = 5.0  # seconds any one wait may take before the test fails
 
 Node = tuple[UdpTransport, str, "Inbox"]
 
@@ -42,27 +42,6 @@ def run(coro: Coroutine[Any, Any, T], limit: float = 30.0) -> T:
 
 def new_node_id() -> str:
     return secrets.token_hex(8)
-
-
-class Inbox:
-    """Collect frames; let a test wait until it holds ``n`` of them."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-
-    def __call__(self, frame: Any) -> None:
-        self.frames.append(frame)
-        for n, future in self._waiters:
-            if len(self.frames) >= n and not future.done():
-                future.set_result(None)
-
-    async def wait_for(self, n: int, limit: float = WAIT) -> list[bytes]:
-        if len(self.frames) < n:
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append((n, future))
-            await asyncio.wait_for(future, limit)
-        return self.frames
 
 
 @pytest.fixture
