@@ -40,8 +40,9 @@ from typing import Any
 from _harness import Child, Profiler, concurrently, timed  # benchmarks/_harness.py
 
 from addrbus import EventBus
-from addrbus._codec import encode_body, encode_frame
-from addrbus._message import Envelope
+from addrbus._wire.bodies import encode_body
+from addrbus._wire.frames import encode_frame
+from addrbus._wire.envelope import Envelope
 from addrbus.transports._udp_wire import HEADER_SIZE, RCVBUF, kernel_drops
 from addrbus.transports.udp import BURST, BURST_BYTES, DEFAULT_RATE, OVERHEAD
 

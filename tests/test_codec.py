@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from addrbus._codec import FrameError, decode_frame, describe_validation_error, encode_body, encode_frame, spec_for
-from addrbus._message import Envelope, Failure
+from addrbus._wire.bodies import describe_validation_error, encode_body, spec_for
+from addrbus._wire.frames import FrameError, decode_frame, encode_frame
+from addrbus._wire.envelope import Envelope, Failure
 
 
 class Inner(BaseModel):

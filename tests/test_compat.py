@@ -273,7 +273,7 @@ async def test_namespaces_isolate_clients() -> None:
 
 async def test_clients_with_a_shared_key_exchange_events() -> None:
     pytest.importorskip("cryptography")
-    from addrbus._crypto import generate_key
+    from addrbus._wire.sealing import generate_key
 
     url = f"memory://{unique('hub')}?serialize=1"  # sealed only where frames are bytes
     key = generate_key()

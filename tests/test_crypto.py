@@ -15,7 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretBytes, SecretStr
 
-from addrbus._crypto import (
+from addrbus._wire.sealing import (
     MAGIC,
     Sealer,
     SealRejected,
@@ -370,7 +370,7 @@ def test_missing_cryptography(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_import_addrbus_does_not_import_cryptography() -> None:
     code = (
         "import sys; sys.modules['cryptography'] = None\n"
-        "import addrbus, addrbus._crypto\n"
+        "import addrbus, addrbus._wire.sealing\n"
         "assert not [m for m in sys.modules if m.startswith('cryptography.')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

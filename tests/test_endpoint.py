@@ -16,7 +16,8 @@ import pytest
 from pydantic import BaseModel
 
 from addrbus import EventBus, Message, RecipientFailure
-from addrbus._addresses import TypedAddress, address_of
+from addrbus._addresses import address_of
+from addrbus._endpoint import TypedAddress
 from addrbus._endpoint import Endpoint
 
 WAIT = 5.0

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from addrbus import RecipientGone, RequestTimeout
-from addrbus._replies import PendingRequests
+from addrbus._core.requests import PendingRequests
 
 
 async def test_timeouts_fire_in_deadline_order_across_timeouts() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from addrbus._routing import Router
+from addrbus._core.routing import Router
 
 
 class FakeReg:

@@ -2,8 +2,8 @@
 
 from ._bus import EventBus
 from ._compat import Client, Event, publish, run, schedule, start, stop, subscribe, unsubscribe
-from ._consumer import Registration
-from ._crypto import generate_key
+from ._core.registration import Registration
+from ._core.stream import Stream
 from ._endpoint import Endpoint
 from ._exceptions import (
     BusError,
@@ -22,7 +22,7 @@ from ._exceptions import (
 )
 from ._message import Message
 from ._scheduler import Job, at, cron, every
-from ._stream import Stream
+from ._wire.sealing import generate_key
 
 __version__ = "0.1.0"
 

@@ -10,12 +10,6 @@ MAX_ADDRESS_LENGTH = 255
 _valid: dict[Any, str] = {}
 
 
-class TypedAddress(str):
-    """A ``str`` address that also names the type of its replies (see ``Endpoint``)."""
-
-    __slots__ = ()
-    __response_type__: Any = None
-
 _CACHE_LIMIT = 65_536
 
 

@@ -226,7 +226,7 @@ async def _nodes(args: argparse.Namespace) -> int:
 
 
 async def _keygen(args: argparse.Namespace) -> int:
-    from ._crypto import generate_key
+    from ._wire.sealing import generate_key
 
     print(generate_key(), flush=True)
     return EXIT_OK

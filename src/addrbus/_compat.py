@@ -31,7 +31,7 @@ from ._signals import stop_on_signals
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._consumer import Registration
+    from ._core.registration import Registration
     from ._scheduler import Job
 
 __all__ = ["Client", "Event", "every", "publish", "run", "schedule", "start", "stop", "subscribe", "unsubscribe"]

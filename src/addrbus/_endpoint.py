@@ -19,7 +19,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ._addresses import TypedAddress
+
+class TypedAddress(str):
+    """A ``str`` address that also names the type of its replies (see ``Endpoint``)."""
+
+    __slots__ = ()
+    __response_type__: Any = None
+
 
 # An endpoint that accepts any body can stand where one accepting a User is
 # expected, and one replying a User where one replying a BaseModel is.

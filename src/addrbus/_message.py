@@ -1,11 +1,8 @@
-"""Message[T], what handlers receive, and the envelope every message travels in."""
+"""Message[T]: what handlers receive."""
 
 from __future__ import annotations
 
-import itertools
-import secrets
-import time
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -15,32 +12,6 @@ if TYPE_CHECKING:
 from collections.abc import Callable
 
 T = TypeVar("T")
-
-WIRE_VERSION = 1
-
-# Limits on what one envelope may carry. Senders are held to the header limits
-# (``_bus._check_headers``); receivers refuse anything past any of them.
-MAX_HEADERS = 64
-MAX_HEADER_CHARS = 8192
-MAX_ID_LENGTH = 64  # message, correlation and node ids: the bus's own are under 40
-
-Kind = Literal["pub", "send", "req", "reply", "fail", "ctl"]
-
-
-def new_node_id() -> str:
-    """Return a random node id: 16 lowercase hex characters."""
-    return secrets.token_hex(8)
-
-
-def id_source(node_id: str) -> Callable[[], str]:
-    """Return a function making ids unique across the bus: the node id plus a counter.
-
-    A counter is ~20x cheaper than ``uuid4()`` and, prefixed by a random node
-    id, just as unique within a bus. The chain of ``map`` objects runs in C:
-    no Python frame per id.
-    """
-    hexes = map(format, itertools.count(1), itertools.repeat("x"))
-    return map((node_id + "-").__add__, hexes).__next__
 
 
 class Message(BaseModel, Generic[T]):
@@ -123,60 +94,3 @@ def make_message(
     _setattr(msg, "__pydantic_extra__", None)
     _setattr(msg, "__pydantic_private__", {"_answer": answer})
     return msg
-
-
-class Failure(BaseModel):
-    """Why a request failed, as carried by a ``fail`` envelope."""
-
-    type: str
-    code: int = -1
-    message: str = ""
-    remote_type: str = ""
-
-
-class Envelope(BaseModel):
-    """The versioned wire form of one message (without its body).
-
-    The body travels beside the envelope as its own JSON document, so user
-    fields can never collide with envelope fields.
-    """
-
-    model_config = ConfigDict(frozen=False, extra="forbid")
-
-    v: int = WIRE_VERSION
-    kind: Kind
-    ns: str = ""
-    addr: str = ""
-    id: str = ""
-    cid: str | None = None
-    rto: str | None = None
-    src: str = ""
-    dst: str | None = None
-    dl: float | None = None
-    ts: float = 0.0
-    hdr: dict[str, str] = Field(default_factory=dict)
-    err: Failure | None = None
-    # On transports that pass objects, the body itself; never serialised here.
-    body: Any = Field(default=None, exclude=True)
-
-
-# Wall-clock seconds: deadlines travel between machines.
-now = time.time
-
-
-_ENVELOPE_DEFAULTS = {name: f.get_default(call_default_factory=True) for name, f in Envelope.model_fields.items()}
-
-
-def make_envelope(**fields: Any) -> Envelope:
-    """Build an Envelope without validation, from values the bus made itself.
-
-    ``Envelope(...)`` validates every field (~2-4 us); this costs ~0.9 us. Never
-    use it for a received frame: ``Envelope.model_validate_json`` checks those.
-    """
-    env = _new(Envelope)
-    values = {**_ENVELOPE_DEFAULTS, "hdr": {}, **fields}
-    _setattr(env, "__dict__", values)
-    _setattr(env, "__pydantic_fields_set__", set(fields))
-    _setattr(env, "__pydantic_extra__", None)
-    _setattr(env, "__pydantic_private__", None)
-    return env

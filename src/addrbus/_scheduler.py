@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._bus import EventBus
-    from ._consumer import Registration
+    from ._core.registration import Registration
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound="Callable[..., Any]")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from addrbus import Message
-from addrbus._crypto import generate_key
+from addrbus._wire.sealing import generate_key
 from tests.conftest import unique
 from tests.reliability._measure import Clock, LagMonitor, MemoryGrowth, Record, Scale, reorders, time_limit
 from tests.reliability._procs import peers, start

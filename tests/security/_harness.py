@@ -23,9 +23,10 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 
 from addrbus import EventBus
-from addrbus._codec import encode_body, encode_frame
-from addrbus._crypto import Sealer
-from addrbus._message import Envelope
+from addrbus._wire.bodies import encode_body
+from addrbus._wire.frames import encode_frame
+from addrbus._wire.sealing import Sealer
+from addrbus._wire.envelope import Envelope
 from addrbus.transports import _redis_wire as redis_wire
 from addrbus.transports import udp
 from addrbus.transports.memory import MemoryHub, _hubs
@@ -92,7 +93,7 @@ def sealed(key: Any, data: bytes, *, age: float = 0.0) -> bytes:
 
 def opened(key: Any, data: bytes) -> bytes | None:
     """Return what ``data`` seals under ``key`` (ignoring its age), or None."""
-    from addrbus._crypto import SealRejected
+    from addrbus._wire.sealing import SealRejected
 
     try:
         return Sealer(key, ttl=3600, max_future=3600).open(data)

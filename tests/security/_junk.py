@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from addrbus._codec import MAGIC as FRAME_MAGIC
-from addrbus._crypto import generate_key
+from addrbus._wire.frames import MAGIC as FRAME_MAGIC
+from addrbus._wire.sealing import generate_key
 from tests.security._harness import FAKE_NODE, frame, new_id, sealed
 
 JUNK_CANARY = "junk-canary-d41d8c"  # must never show up in a log line

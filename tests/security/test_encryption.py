@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretBytes, SecretStr
 
 from addrbus import ConfigError, EventBus, Message, NoHandlers
-from addrbus._crypto import MAGIC, generate_key
+from addrbus._wire.sealing import MAGIC, generate_key
 from tests.conftest import unique
 from tests.security._harness import (
     WAIT,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from addrbus import EventBus, NoHandlers
-from addrbus._crypto import generate_key
+from addrbus._wire.sealing import generate_key
 from tests.conftest import unique
 from tests.security._harness import WAIT, Net, Recorder, counted, eventually, frame, sealed
 

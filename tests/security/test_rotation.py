@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from addrbus import EventBus, NoHandlers
-from addrbus._crypto import generate_key
+from addrbus._wire.sealing import generate_key
 from tests.conftest import unique
 from tests.security._harness import WAIT, MemoryNet, Net, counted, eventually
 

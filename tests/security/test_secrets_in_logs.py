@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from addrbus import EventBus, Message, RecipientFailure, TransportError
-from addrbus._crypto import generate_key
+from addrbus._wire.sealing import generate_key
 from tests.conftest import unique
 from tests.fixtures_netns import require_private_netns
 from tests.fixtures_redis import RedisServer

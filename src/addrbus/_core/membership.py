@@ -20,14 +20,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._message import now
+from .._ids import now
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from ._routing import Router
+    from .routing import Router
 
-logger = logging.getLogger("addrbus.membership")
+logger = logging.getLogger("addrbus.membership")  # the name users configure; fixed when files move
 
 
 class Membership:

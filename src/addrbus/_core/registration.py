@@ -1,78 +1,53 @@
-"""A registered handler: its typing, its bounded backlog and the tasks that run it."""
+"""A registered handler: its bounded backlog and the tasks that run it."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
-import typing
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio.to_thread
-
-from ._codec import ANY_SPEC, BodyInvalid, BodySpec, spec_for
-from ._exceptions import ConfigError
-from ._message import Message, make_message, now
+from .._exceptions import ConfigError
+from .._ids import now
+from .._message import make_message
+from .._threads import run_in_thread
+from .._wire.bodies import BodyInvalid, BodySpec
+from .handlers import PASS_BODY, PASS_INLINE, PASS_NOTHING, Item, handler_name, is_async
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from .._counters import Counters
+    from .._message import Message
+    from .._ratelog import RateLimitedLog
+    from .node import Node
 
-    from ._bus import EventBus
-
-logger = logging.getLogger("addrbus")
-
-# What a consumer is handed: (body, body_is_json, headers, id, correlation_id,
-# reply_to, sender, timestamp, deadline). A tuple: it is built on every delivery.
-Item = tuple[Any, bool, dict[str, str], str, "str | None", "str | None", str, float, "float | None"]
-
-PASS_NOTHING, PASS_BODY, PASS_MESSAGE, PASS_INLINE = 0, 1, 2, 3
+logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 
 
-def _message_arg(annotation: Any) -> Any | None:
-    """Return T if ``annotation`` is ``Message[T]`` (``Any`` for bare Message), else None."""
-    if isinstance(annotation, type) and issubclass(annotation, Message):
-        args = annotation.__pydantic_generic_metadata__["args"]
-        return args[0] if args else Any
-    return None
+class Answers(Protocol):
+    """Where a handler's outcome goes: the bus's replies."""
+
+    def resolve_local(self, cid: str, body: Any) -> None:
+        """Resolve a request made on this very bus with ``body``."""
+
+    async def answer(self, cid: str, reply_to: str | None, kind: str, body: Any, code: int, message: str,
+                     remote_type: str, headers: dict[str, str] | None = None) -> None:
+        """Answer a request (``kind`` ``reply`` or ``fail``), here or on the requesting node."""
 
 
-def inspect_handler(fn: Callable[..., Any], body_default: bool, localns: dict[str, Any] | None) -> tuple[int, BodySpec]:
-    """Decide how to call ``fn``: with nothing, the body, or the Message; and the body's type.
+class Host(Protocol):
+    """What a registration needs of the bus around it, handed to it at construction."""
 
-    :raises ConfigError: if ``fn`` is not callable, takes more than one
-        required argument, or has an annotation that cannot be resolved.
-    """
-    if not callable(fn):
-        raise ConfigError(f"a handler must be callable, not {type(fn).__name__}")
-    try:
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-    except (TypeError, ValueError):
-        return (PASS_BODY if body_default else PASS_MESSAGE), ANY_SPEC
-    if not params:
-        return PASS_NOTHING, ANY_SPEC
-    if len(params) > 1:
-        raise ConfigError(f"handler {_name(fn)} must take at most one argument (the message or its body)")
-    param = params[0]
-    try:
-        hints = typing.get_type_hints(fn, localns=localns)
-    except Exception as exc:  # NameError, TypeError from unresolvable forward references
-        raise ConfigError(f"cannot resolve the annotations of handler {_name(fn)}: {exc}") from None
-    annotation = hints.get(param.name, Any)
-    inner = _message_arg(annotation)
-    if inner is not None:
-        return PASS_MESSAGE, spec_for(inner)
-    if param.name not in hints:
-        return (PASS_BODY if body_default else PASS_MESSAGE), ANY_SPEC
-    return PASS_BODY, spec_for(annotation)
+    node: Node
+    counters: Counters
+    ratelog: RateLimitedLog
 
+    @property
+    def replies(self) -> Answers:
+        """Where handlers' outcomes go."""
 
-def _name(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
+    def unregister(self, reg: Registration) -> None:
+        """Remove ``reg`` from routing; its backlog is still handled."""
 
 
 class Registration:
@@ -86,7 +61,7 @@ class Registration:
 
     def __init__(
         self,
-        bus: EventBus,
+        host: Host,
         address: str,
         handler: Callable[..., Any],
         *,
@@ -99,12 +74,10 @@ class Registration:
             raise ConfigError("max_queue and concurrency must be at least 1")
         self.address = address
         self.handler = handler
-        self._bus = bus
+        self._host = host
         self._pass = pass_mode
         self._spec = spec
-        self._is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-            getattr(handler, "__call__", None)  # noqa: B004 - an async __call__ counts
-        )
+        self._is_async = is_async(handler)
         self._max_queue = max_queue
         self._concurrency = concurrency
         self._backlog: collections.deque[Item] = collections.deque()
@@ -116,18 +89,24 @@ class Registration:
         self.active = True
 
     def __repr__(self) -> str:
-        return f"<Registration {self.address!r} -> {_name(self.handler)}{'' if self.active else ' (unregistered)'}>"
+        state = "" if self.active else " (unregistered)"
+        return f"<Registration {self.address!r} -> {handler_name(self.handler)}{state}>"
 
     def unregister(self) -> None:
         """Remove the handler; messages already in its backlog are still handled."""
         if self.active:
             self.active = False
-            self._bus._unregister(self)
+            self._host.unregister(self)
 
     @property
     def pending(self) -> int:
         """How many messages wait in the backlog."""
         return len(self._backlog)
+
+    @property
+    def tasks(self) -> set[asyncio.Task[None]]:
+        """Return the tasks running this handler now (what ``drain()`` waits for)."""
+        return self._tasks
 
     def deliver(self, item: Item) -> bool:
         """Queue one message; return False (and drop it) if the backlog is full."""
@@ -137,7 +116,7 @@ class Registration:
                 self._overflowing = True
                 logger.warning(
                     "consumer %s at %r is overflowing (%d queued): dropping messages",
-                    _name(self.handler), self.address, len(backlog),
+                    handler_name(self.handler), self.address, len(backlog),
                 )
             return False
         backlog.append(item)
@@ -161,7 +140,10 @@ class Registration:
 
     async def _run(self) -> None:
         backlog = self._backlog
-        bus = self._bus
+        host = self._host
+        counters = host.counters
+        replies = host.replies
+        node = host.node
         handler = self.handler
         spec = self._spec
         spec_cls = spec.cls
@@ -189,7 +171,7 @@ class Registration:
                             except BodyInvalid:
                                 await self._invoke(item)  # validates again, and answers why it failed
                                 continue
-                        bus._n_delivered += 1
+                        counters.delivered += 1
                         try:
                             result = await handler(body)
                         except Exception as exc:
@@ -197,39 +179,40 @@ class Registration:
                         else:
                             cid = item[4]
                             if cid is not None:
-                                if item[5] == bus.node_id:
-                                    bus._resolve_local(cid, result)
+                                if item[5] == node.id:
+                                    replies.resolve_local(cid, result)
                                 else:
-                                    await bus._answer(cid, item[5], "reply", result, 0, "", "")
+                                    await replies.answer(cid, item[5], "reply", result, 0, "", "")
                     else:
                         await self._invoke(item)
                 finally:
                     self._busy -= 1
             if self._overflowing:
                 self._overflowing = False
-                logger.info("consumer %s at %r caught up", _name(self.handler), self.address)
+                logger.info("consumer %s at %r caught up", handler_name(self.handler), self.address)
         finally:
             self._runners -= 1
 
     async def _invoke(self, item: Item) -> None:
         body, is_json, headers, msg_id, cid, reply_to, sender, timestamp, deadline = item
-        bus = self._bus
+        host = self._host
         if deadline is not None and deadline < now():
             # The requester has given up already: don't start work nobody will read.
-            bus._count("dropped.expired")
+            host.counters.count("dropped.expired")
             return
         spec = self._spec
+        replies = host.replies
         if is_json or not (spec.adapter is None or (spec.cls is not None and isinstance(body, spec.cls))):
             try:
                 body = spec.from_json(body) if is_json else spec.from_python(body)
             except BodyInvalid as exc:
-                bus._count("failures.invalid_body")
-                bus._ratelog.warning("invalid_body", "a message to %r failed validation and was not handled: %s",
+                host.counters.count("failures.invalid_body")
+                host.ratelog.warning("invalid_body", "a message to %r failed validation and was not handled: %s",
                                      self.address, exc)
                 if cid is not None:
-                    await bus._answer(cid, reply_to, "fail", None, 422, str(exc), "ValidationError")
+                    await replies.answer(cid, reply_to, "fail", None, 422, str(exc), "ValidationError")
                 return
-        bus._n_delivered += 1
+        host.counters.delivered += 1
         mode = self._pass
         msg: Message[Any] | None = None
         try:
@@ -238,7 +221,7 @@ class Registration:
             elif mode == PASS_NOTHING:
                 args = ()
             else:
-                answer = None if cid is None else _Answer(bus, cid, reply_to)
+                answer = None if cid is None else _Answer(replies, cid, reply_to)
                 msg = make_message(body, self.address, headers, msg_id, cid, reply_to, sender, timestamp, answer)
                 args = (msg,)
                 if mode == PASS_INLINE:
@@ -248,7 +231,7 @@ class Registration:
             if self._is_async:
                 result = await self.handler(*args)
             else:
-                result = await anyio.to_thread.run_sync(self.handler, *args)
+                result = await run_in_thread(self.handler, *args)
         except Exception as exc:
             if msg is None or msg.__pydantic_private__["_answer"] is not None:  # type: ignore[index]
                 await self._failed(exc, cid, reply_to)
@@ -257,29 +240,28 @@ class Registration:
             return
         if cid is None or (msg is not None and msg.__pydantic_private__["_answer"] is None):  # type: ignore[index]
             return
-        if reply_to == bus.node_id:
-            bus._resolve_local(cid, result)
+        if reply_to == host.node.id:
+            replies.resolve_local(cid, result)
         else:
-            await bus._answer(cid, reply_to, "reply", result, 0, "", "")
+            await replies.answer(cid, reply_to, "reply", result, 0, "", "")
 
     async def _failed(self, exc: Exception, cid: str | None, reply_to: str | None) -> None:
-        bus = self._bus
-        bus._count("failures.handler")
-        logger.exception("handler %s for %r raised", _name(self.handler), self.address)
+        self._host.counters.count("failures.handler")
+        logger.exception("handler %s for %r raised", handler_name(self.handler), self.address)
         if cid is not None:
-            await bus._answer(cid, reply_to, "fail", None, 500, str(exc), type(exc).__name__)
+            await self._host.replies.answer(cid, reply_to, "fail", None, 500, str(exc), type(exc).__name__)
 
 
 class _Answer:
     """Bound answer for one request, stored in ``Message._answer``."""
 
-    __slots__ = ("_bus", "_cid", "_reply_to")
+    __slots__ = ("_cid", "_replies", "_reply_to")
 
-    def __init__(self, bus: EventBus, cid: str, reply_to: str | None) -> None:
-        self._bus = bus
+    def __init__(self, replies: Answers, cid: str, reply_to: str | None) -> None:
+        self._replies = replies
         self._cid = cid
         self._reply_to = reply_to
 
     async def __call__(self, kind: str, body: Any, code: int, message: str, remote_type: str,
                        headers: dict[str, str] | None = None) -> None:
-        await self._bus._answer(self._cid, self._reply_to, kind, body, code, message, remote_type, headers)
+        await self._replies.answer(self._cid, self._reply_to, kind, body, code, message, remote_type, headers)

@@ -1,8 +1,7 @@
-"""Envelope ⇄ bytes, and bodies ⇄ the types handlers ask for.
+"""Bodies: what handlers and requesters expect a body to be, validated with pydantic.
 
-A frame is ``MAGIC + envelope JSON + b"\\n" + body JSON``. The envelope is a
-pydantic model; the body is its own JSON document so that it can be validated
-straight into the handler's type with ``TypeAdapter.validate_json``.
+The body travels as its own JSON document beside the envelope, so it can be
+validated straight into the handler's type with ``TypeAdapter.validate_json``.
 """
 
 from __future__ import annotations
@@ -13,19 +12,7 @@ from typing import Any
 import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ._message import WIRE_VERSION, Envelope
-
-MAGIC = b"AB"
-_SEP = b"\n"
 _NO_BODY = b"null"
-
-
-class FrameError(Exception):
-    """A received frame was rejected; ``reason`` says why, in a few words."""
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(reason)
 
 
 class BodyInvalid(Exception):
@@ -92,9 +79,6 @@ class BodySpec:
             raise BodyInvalid("body is not valid JSON") from None
 
 
-# The validator itself: model_validate_json adds a Python frame per received frame.
-_validate_envelope = Envelope.__pydantic_validator__.validate_json
-
 _specs: dict[Any, BodySpec] = {}
 ANY_SPEC = BodySpec(Any)
 
@@ -123,32 +107,3 @@ def encode_body(body: Any) -> bytes:
         return pydantic_core.to_json(body)
     except pydantic_core.PydanticSerializationError as exc:
         raise TypeError(f"body of type {type(body).__name__} is not JSON-serialisable") from exc
-
-
-def encode_frame(env: Envelope, body: bytes) -> bytes:
-    """Encode an envelope and an already-encoded body as one frame."""
-    return MAGIC + env.__pydantic_serializer__.to_json(env, exclude_defaults=True) + _SEP + body
-
-
-def decode_frame(frame: bytes) -> tuple[Envelope, bytes]:
-    """Decode a frame into its envelope and the body's JSON bytes.
-
-    :raises FrameError: with a short reason; never anything else.
-    """
-    if type(frame) is not bytes:
-        raise FrameError("not_bytes")
-    if not frame.startswith(MAGIC):
-        raise FrameError("bad_magic")
-    end = frame.find(_SEP, 2)
-    if end < 0:
-        raise FrameError("truncated")
-    try:
-        env = _validate_envelope(frame[2:end])
-    except ValidationError as exc:
-        version_error = any(e["loc"] == ("v",) for e in exc.errors(include_input=False))
-        raise FrameError("bad_version" if version_error else "bad_envelope") from None
-    except (ValueError, RecursionError):
-        raise FrameError("bad_envelope") from None
-    if env.v != WIRE_VERSION:
-        raise FrameError("bad_version")
-    return env, frame[end + 1 :]

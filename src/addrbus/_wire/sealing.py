@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pydantic import SecretBytes, SecretStr
 
-from ._exceptions import BusError, ConfigError
+from .._exceptions import BusError, ConfigError
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet, MultiFernet
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("addrbus._crypto")  # the name users configure; fixed when files move
 
 MAGIC = b"\xc1F"
 DEFAULT_MAX_TOKEN_SIZE = 16 * 1024 * 1024

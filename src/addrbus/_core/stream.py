@@ -4,21 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ._codec import spec_for
-from ._exceptions import BusNotRunning
+from .._exceptions import BusNotRunning
+from .._wire.bodies import BodySpec, spec_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from types import TracebackType
 
-    from ._bus import EventBus
-    from ._consumer import Registration
-    from ._message import Message
+    from .._counters import Counters
+    from .._message import Message
+    from .node import Node
+    from .registration import Registration
 
-logger = logging.getLogger("addrbus")
+
+class StreamHost(Protocol):
+    """What a stream needs of the bus: a sink registration, the counters, and a wake-up at stop."""
+
+    node: Node
+    counters: Counters
+    #: Called when the bus stops, so that a stream waiting for a message wakes up.
+    wakers: set[Callable[[], None]]
+
+    def register_sink(self, address: str, sink: Callable[[Message[Any]], None], spec: BodySpec,
+                      max_queue: int) -> Registration:
+        """Register ``sink`` to take each Message at ``address`` inline, typed by ``spec``."""
 
 
 class Stream:
@@ -29,9 +41,9 @@ class Stream:
     message: answer them with ``await msg.reply(...)``.
     """
 
-    def __init__(self, bus: EventBus, address: str, body_type: Any, max_queue: int) -> None:
+    def __init__(self, host: StreamHost, address: str, body_type: Any, max_queue: int) -> None:
         self.address = address
-        self._bus = bus
+        self._host = host
         self._spec = spec_for(Any if body_type is None else body_type)
         self._max_queue = max_queue
         self._items: collections.deque[Message[Any]] = collections.deque()
@@ -42,21 +54,21 @@ class Stream:
     def _push(self, msg: Message[Any]) -> None:
         if len(self._items) >= self._max_queue:
             self.dropped += 1
-            self._bus._count("dropped.overflow")
+            self._host.counters.count("dropped.overflow")
             return
         self._items.append(msg)
         self._ready.set()
 
     def _open(self) -> None:
         if self._reg is None:
-            bus = self._bus
-            self._reg = bus._register(self.address, self._push, False, self._max_queue, 1, None, sink=self._spec)
-            bus._on_stop.add(self._ready.set)
+            host = self._host
+            self._reg = host.register_sink(self.address, self._push, self._spec, self._max_queue)
+            host.wakers.add(self._ready.set)
 
     def close(self) -> None:
         """Unregister; messages already received can still be read."""
         if self._reg is not None:
-            self._bus._on_stop.discard(self._ready.set)
+            self._host.wakers.discard(self._ready.set)
             self._reg.unregister()
             self._reg = None
 
@@ -89,7 +101,7 @@ class Stream:
         """
         self._open()
         while not self._items:
-            if not self._bus.running:
+            if not self._host.node.running:
                 raise BusNotRunning("the bus stopped")
             self._ready.clear()
             async with asyncio.timeout(timeout):

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from ._addresses import is_valid_address
-from ._codec import FrameError, decode_frame, encode_body, encode_frame
-from ._exceptions import MessageTooLarge
-from ._message import MAX_HEADER_CHARS, MAX_HEADERS, MAX_ID_LENGTH, WIRE_VERSION, Envelope
+from .._exceptions import MessageTooLarge
+from .bodies import encode_body
+from .envelope import Envelope
+from .frames import FrameError, check_envelope, decode_frame, encode_frame
+from .sealing import Sealer, SealRejected
 
 if TYPE_CHECKING:
-    from .transports.base import Transport
+    from ..transports.base import Transport
 
 # Message ids remembered to drop duplicates (a retried publish, a duplicating
 # network, a frame delayed by milliseconds). At 10,000 messages/s this covers
 # the last 1.6 s, in about 3 MB (each id costs ~180 bytes: 100,000 took 18 MB).
-_DEDUP_WINDOW = 16_384
+DEDUP_WINDOW = 16_384
 
 
 class Wire:
@@ -26,10 +26,8 @@ class Wire:
     def __init__(self, transport: Transport, shared_key: Any, replay_ttl: float) -> None:
         self._transport = transport
         self._objects = transport.passes_objects
-        self._sealer: Any = None
+        self._sealer: Sealer | None = None
         if shared_key is not None:
-            from ._crypto import Sealer
-
             self._sealer = Sealer(shared_key, ttl=replay_ttl, max_token_size=transport.max_frame_size)
         # An OrderedDict: popitem(last=False) is O(1), where deleting a dict's first key
         # leaves a hole that every later next(iter(...)) scans again (O(window) per frame).
@@ -41,14 +39,18 @@ class Wire:
         """Tell whether frames are sealed with a shared key."""
         return self._sealer is not None
 
+    @property
+    def max_in_flight(self) -> int:
+        """Return how many requests may be outstanding to one node (0: no limit), as the transport says."""
+        return self._transport.max_in_flight
+
     def reset(self) -> None:
         """Forget the ids seen so far (a restarted bus)."""
         self._seen.clear()
 
     def stats(self) -> dict[str, int]:
         """Return counters of the sealer (replays, rejections), if any."""
-        stats = getattr(self._sealer, "stats", None)
-        return dict(stats()) if callable(stats) else {}
+        return {} if self._sealer is None else dict(self._sealer.stats())
 
     def _frame(self, env: Envelope, body: Any) -> Any:
         if self._objects:
@@ -84,8 +86,6 @@ class Wire:
         if len(frame) > self._limit:
             raise FrameError("too_large")  # before any decryption or parsing work
         if self._sealer is not None:
-            from ._crypto import SealRejected
-
             try:
                 frame = self._sealer.open(frame)
             except SealRejected as exc:
@@ -102,36 +102,6 @@ class Wire:
         if msg_id in seen:
             return True
         seen[msg_id] = None
-        if len(seen) > _DEDUP_WINDOW:
+        if len(seen) > DEDUP_WINDOW:
             seen.popitem(last=False)
         return False
-
-
-_ADDRESSED = frozenset({"pub", "send", "req"})
-
-
-def check_envelope(env: Envelope) -> None:
-    """Refuse an envelope that no bus of this version would send.
-
-    The model checks types; this checks the limits every sender is held to, so
-    junk can neither reach a handler nor cost memory (ids are remembered).
-
-    :raises FrameError: ``bad_version``, ``bad_envelope``, ``bad_headers`` or ``bad_address``.
-    """
-    if env.v != WIRE_VERSION:
-        raise FrameError("bad_version")
-    if (
-        len(env.id) > MAX_ID_LENGTH
-        or len(env.src) > MAX_ID_LENGTH
-        or (env.cid is not None and len(env.cid) > MAX_ID_LENGTH)
-        or (env.rto is not None and len(env.rto) > MAX_ID_LENGTH)
-        or (env.dst is not None and len(env.dst) > MAX_ID_LENGTH)
-        or not math.isfinite(env.ts)
-        or (env.dl is not None and not math.isfinite(env.dl))
-    ):
-        raise FrameError("bad_envelope")
-    hdr = env.hdr
-    if hdr and (len(hdr) > MAX_HEADERS or sum(len(k) + len(v) for k, v in hdr.items()) > MAX_HEADER_CHARS):
-        raise FrameError("bad_headers")
-    if env.kind in _ADDRESSED and not is_valid_address(env.addr):
-        raise FrameError("bad_address")

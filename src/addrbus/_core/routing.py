@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from ._consumer import Registration
+    from .registration import Registration
 
 Target = Union["Registration", str]  # a local registration, or a remote node id
 
@@ -27,12 +27,21 @@ class Router:
         self._targets: dict[str, list[Target]] = {}
         self._turn: dict[str, int] = {}
         self._local_turn: dict[str, int] = {}
+        self._changes: asyncio.Event | None = None  # set on the next change, for wait_for_count
+        #: Called after every change of who consumes what.
         self.on_change: Callable[[], None] | None = None
 
     def _changed(self, address: str) -> None:
         self._targets.pop(address, None)
+        self._wake()
+
+    def _wake(self) -> None:
         if self.on_change is not None:
             self.on_change()
+        event = self._changes
+        if event is not None:
+            self._changes = None
+            event.set()
 
     def add_local(self, reg: Registration) -> None:
         """Add a local registration."""
@@ -81,8 +90,7 @@ class Router:
         self.remote.clear()
         self.nodes.clear()
         self._targets.clear()
-        if self.on_change is not None:
-            self.on_change()
+        self._wake()
 
     def count(self, address: str) -> int:
         """Return how many handlers consume ``address`` across the bus."""
@@ -110,3 +118,17 @@ class Router:
         turn = self._local_turn.get(address, 0)
         self._local_turn[address] = turn + 1
         return regs[turn % len(regs)]
+
+    async def wait_for_count(self, address: str, count: int, exactly: bool, timeout: float) -> int:
+        """Wait until ``count`` handlers (or more; with ``exactly``, just ``count``) consume ``address``.
+
+        :raises TimeoutError: if that was not reached within ``timeout`` seconds.
+        """
+        async with asyncio.timeout(timeout):
+            while True:
+                found = self.count(address)
+                if found == count if exactly else found >= count:
+                    return found
+                if self._changes is None:
+                    self._changes = asyncio.Event()
+                await self._changes.wait()

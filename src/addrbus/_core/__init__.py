@@ -1,0 +1,1 @@
+"""The engine: handlers and their backlogs, routing, requests, membership, streams and inbound frames."""

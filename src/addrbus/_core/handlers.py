@@ -1,0 +1,73 @@
+"""How to call a handler: with nothing, the body or the Message, and what type its body is."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from .._exceptions import ConfigError
+from .._message import Message
+from .._wire.bodies import ANY_SPEC, BodySpec, spec_for
+
+# What a consumer is handed: (body, body_is_json, headers, id, correlation_id,
+# reply_to, sender, timestamp, deadline). A tuple: it is built on every delivery.
+Item = tuple[Any, bool, dict[str, str], str, "str | None", "str | None", str, float, "float | None"]
+
+#: How a handler is called: with no argument, the body, the Message, or (streams) the Message inline.
+PASS_NOTHING, PASS_BODY, PASS_MESSAGE, PASS_INLINE = 0, 1, 2, 3
+
+
+def _message_arg(annotation: Any) -> Any | None:
+    """Return T if ``annotation`` is ``Message[T]`` (``Any`` for bare Message), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, Message):
+        args = annotation.__pydantic_generic_metadata__["args"]
+        return args[0] if args else Any
+    return None
+
+
+def inspect_handler(fn: Callable[..., Any], body_default: bool, localns: dict[str, Any] | None) -> tuple[int, BodySpec]:
+    """Decide how to call ``fn``: with nothing, the body, or the Message; and the body's type.
+
+    :raises ConfigError: if ``fn`` is not callable, takes more than one
+        required argument, or has an annotation that cannot be resolved.
+    """
+    if not callable(fn):
+        raise ConfigError(f"a handler must be callable, not {type(fn).__name__}")
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return (PASS_BODY if body_default else PASS_MESSAGE), ANY_SPEC
+    if not params:
+        return PASS_NOTHING, ANY_SPEC
+    if len(params) > 1:
+        raise ConfigError(f"handler {handler_name(fn)} must take at most one argument (the message or its body)")
+    param = params[0]
+    try:
+        hints = typing.get_type_hints(fn, localns=localns)
+    except Exception as exc:  # NameError, TypeError from unresolvable forward references
+        raise ConfigError(f"cannot resolve the annotations of handler {handler_name(fn)}: {exc}") from None
+    annotation = hints.get(param.name, Any)
+    inner = _message_arg(annotation)
+    if inner is not None:
+        return PASS_MESSAGE, spec_for(inner)
+    if param.name not in hints:
+        return (PASS_BODY if body_default else PASS_MESSAGE), ANY_SPEC
+    return PASS_BODY, spec_for(annotation)
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """Tell whether calling ``fn`` returns a coroutine (an ``async def``, or an object with one as ``__call__``)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an async __call__ counts
+    )
+
+
+def handler_name(fn: Callable[..., Any]) -> str:
+    """Return a handler's name for log lines."""
+    return getattr(fn, "__qualname__", None) or repr(fn)

@@ -1,0 +1,30 @@
+"""This bus as a node: its identity on the wire and where it is in its lifecycle."""
+
+from __future__ import annotations
+
+from .._ids import id_source, new_node_id
+
+
+class Node:
+    """The identity every part of one bus shares; ``renew()`` makes it a new node (a restarted bus).
+
+    Attributes:
+        namespace: buses in different namespaces never exchange a message.
+        id: the node id peers know this bus by.
+        next_id: make a message id unique across the bus.
+        running: the bus takes new messages.
+        answering: replies still go out (true while ``stop()`` lets handlers finish).
+    """
+
+    __slots__ = ("answering", "id", "namespace", "next_id", "running")
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self.running = self.answering = False
+        self.id = ""
+        self.renew()
+
+    def renew(self) -> None:
+        """Take a fresh node id (and id source)."""
+        self.id = new_node_id()
+        self.next_id = id_source(self.id)

@@ -1,0 +1,206 @@
+"""The way out: publish, send and request routed to a local handler or prepared as a frame for a node."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._addresses import address_of
+from .._endpoint import TypedAddress
+from .._exceptions import BusNotRunning, DeliveryUnknown, NoHandlers, RecipientFailure, RecipientGone, TransportError
+from .._ids import now
+from .._wire.bodies import spec_for
+from .._wire.envelope import Envelope, check_headers, make_envelope
+
+if TYPE_CHECKING:
+    from .._counters import Counters
+    from .._wire.wire import Wire
+    from .node import Node
+    from .requests import PendingRequests
+    from .routing import Router
+
+logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
+
+#: ``observer(kind, address, body, headers)``, kind ``publish``, ``send`` or ``request``.
+Observer = Callable[[str, str, Any, dict[str, str]], None]
+#: A request bound for another node: (node id, envelope, body).
+Remote = tuple[str, Envelope, Any]
+
+_NOT_RUNNING = "the bus is not running: use 'async with bus:' or 'await bus.start()' first"
+
+
+class Outbound:
+    """Route what the bus's callers publish, send and request.
+
+    Holds no message state: only the observers and, on transports without flow
+    control (UDP), a window of requests in flight per node.
+    """
+
+    def __init__(self, node: Node, router: Router, wire: Wire, pending: PendingRequests, counters: Counters,
+                 node_gone: Callable[[str, str], None]) -> None:
+        self._node = node
+        self._router = router
+        self._wire = wire
+        self._pending = pending
+        self._counters = counters
+        self._node_gone = node_gone
+        self._observers: list[Observer] = []
+        self._windows: dict[str, asyncio.Semaphore] = {}  # node -> requests in flight to it (UDP)
+
+    def add_observer(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer`` for every publish, send and request; return a function that removes it."""
+        self._observers.append(observer)
+
+        def remove() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return remove
+
+    def _notify(self, kind: str, address: str, body: Any, headers: dict[str, str]) -> None:
+        for observer in list(self._observers):
+            try:
+                observer(kind, address, body, headers)
+            except Exception:
+                logger.exception("bus observer %r raised", observer)
+
+    def forget(self, node: str | None = None) -> None:
+        """Drop the flow-control window of ``node`` (every node's when None)."""
+        if node is None:
+            self._windows.clear()
+        else:
+            self._windows.pop(node, None)
+
+    def publish(self, address: Any, body: Any, headers: dict[str, str] | None) -> Envelope | None:
+        """Hand a publish to the local handlers; return its envelope if other nodes consume the address."""
+        addr = address_of(address)
+        node = self._node
+        if not node.running:
+            raise BusNotRunning(_NOT_RUNNING)
+        hdrs = check_headers(headers)
+        if self._observers:
+            self._notify("publish", addr, body, hdrs)
+        msg_id = node.next_id()
+        ts = now()
+        self._counters.published += 1
+        router = self._router
+        regs = router.local.get(addr)
+        if regs:
+            item = (body, False, hdrs, msg_id, None, None, node.id, ts, None)
+            for reg in regs:
+                if not reg.deliver(item):
+                    self._counters.count("dropped.overflow")
+        if addr in router.remote:
+            return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts, hdr=hdrs)
+        return None
+
+    async def send(self, address: Any, body: Any, headers: dict[str, str] | None) -> None:
+        """Deliver to exactly one handler in the whole bus."""
+        addr = address_of(address)
+        node = self._node
+        if not node.running:
+            raise BusNotRunning(_NOT_RUNNING)
+        hdrs = check_headers(headers)
+        if self._observers:
+            self._notify("send", addr, body, hdrs)
+        target = self._router.pick(addr)
+        if target is None:
+            self._counters.count("failures.no_handlers")
+            raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
+        self._counters.sent += 1
+        msg_id = node.next_id()
+        if isinstance(target, str):
+            env = make_envelope(kind="send", ns=node.namespace, addr=addr, id=msg_id, src=node.id,
+                                dst=target, ts=now(), hdr=hdrs)
+            if not await self._wire.unicast(target, env, body):
+                self._node_gone(target, "its inbox has no listener")
+                raise RecipientGone(f"the node consuming {addr!r} is gone")
+        elif not target.deliver((body, False, hdrs, msg_id, None, None, node.id, now(), None)):
+            self._counters.count("dropped.overflow")
+
+    def submit(self, address: Any, body: Any, timeout: float, headers: dict[str, str] | None,
+               response_type: Any) -> tuple[str, asyncio.Future[Any], Remote | None]:
+        """Register a request and hand it to a local handler, or prepare it for a remote one.
+
+        A plain function, not a coroutine: it is on the hot path of every request.
+        """
+        addr = address_of(address)
+        node = self._node
+        if not node.running:
+            raise BusNotRunning(_NOT_RUNNING)
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        hdrs = check_headers(headers) if headers else {}
+        if self._observers:
+            self._notify("request", addr, body, hdrs)
+        if response_type is None and isinstance(address, TypedAddress):
+            response_type = address.__response_type__
+        spec = None if response_type is None else spec_for(response_type)
+        target = self._router.pick(addr)
+        if target is None:
+            self._counters.count("failures.no_handlers")
+            raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
+        self._counters.requests += 1
+        cid = node.next_id()
+        node_id = node.id
+        pending = self._pending
+        t = now()
+        if isinstance(target, str):
+            future = pending.add(cid, timeout, target, spec, addr)
+            env = make_envelope(kind="req", ns=node.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
+                                src=node_id, dst=target, dl=t + timeout, ts=t, hdr=hdrs)
+            return cid, future, (target, env, body)
+        future = pending.add(cid, timeout, node_id, spec, addr)
+        if not target.deliver((body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)):
+            pending.discard(cid)
+            self._counters.count("dropped.overflow")
+            self._counters.count("failures.overflow")
+            raise RecipientFailure(f"the consumer of {addr!r} is overloaded; the request was dropped",
+                                   code=503, remote_type="Overloaded")
+        return cid, future, None
+
+    async def send_remote(self, remote: Remote, timeout: float,
+                          future: asyncio.Future[Any]) -> asyncio.Semaphore | None:
+        """Send a request's frame; return the window slot it holds, which the caller releases."""
+        node, env, body = remote
+        window = None
+        limit = self._wire.max_in_flight
+        if limit:
+            window = self._windows.get(node)
+            if window is None:
+                window = self._windows[node] = asyncio.Semaphore(limit)
+            if window.locked():
+                try:
+                    async with asyncio.timeout(timeout):
+                        await window.acquire()
+                except TimeoutError:
+                    return None  # never sent; the request's own timer fails it
+            else:
+                await window.acquire()  # free: returns at once
+        try:
+            sent = await self._wire.unicast(node, env, body, timeout=timeout)
+        except DeliveryUnknown:
+            # The frame may have gone out, so a reply may still come: the request
+            # resolves by that reply or by its own deadline, like any other.
+            return window
+        except TransportError:
+            if window is not None:
+                window.release()
+            if future.done():
+                # The request ended while its frame waited (deadline passed, node gone):
+                # report that outcome, which the future holds, not the late send error.
+                return None
+            raise
+        if not sent:
+            self._node_gone(node, "its inbox has no listener")
+        return window
+
+    async def send_ctl(self, op: str, body: dict[str, Any], to: str | None) -> int | bool | None:
+        """Send a membership frame to one node, or to all (``to`` None)."""
+        node = self._node
+        env = Envelope(kind="ctl", ns=node.namespace, addr=op, id=node.next_id(), src=node.id, dst=to, ts=now())
+        if to is None:
+            return await self._wire.broadcast(env, body)
+        return await self._wire.unicast(to, env, body)

@@ -1,0 +1,130 @@
+"""The local handlers: adding and removing them, and waiting for the ones still running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._addresses import address_of
+from .._exceptions import BusError
+from .handlers import PASS_INLINE, inspect_handler
+from .registration import Registration
+
+if TYPE_CHECKING:
+    from .._counters import Counters
+    from .._message import Message
+    from .._ratelog import RateLimitedLog
+    from .._wire.bodies import BodySpec
+    from .membership import Membership
+    from .node import Node
+    from .requests import Replies
+    from .routing import Router
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Registry:
+    """Add and remove handlers, keeping routing and membership told; the host of every Registration."""
+
+    def __init__(self, node: Node, router: Router, membership: Membership, replies: Replies, counters: Counters,
+                 ratelog: RateLimitedLog, *, max_queue: int, concurrency: int) -> None:
+        self.node = node
+        self.counters = counters
+        self.ratelog = ratelog
+        self.replies = replies
+        #: Called when the bus stops: streams waiting for a message wake up.
+        self.wakers: set[Callable[[], None]] = set()
+        self._router = router
+        self._membership = membership
+        self.max_queue = max_queue
+        self.concurrency = concurrency
+        self._detached: list[Registration] = []  # unregistered, but still finishing work
+
+    def register(self, address: Any, handler: Callable[..., Any], body_default: bool, max_queue: int | None,
+                 concurrency: int | None, localns: dict[str, Any] | None) -> Registration:
+        """Register ``handler`` at ``address``, called as its signature asks.
+
+        :raises ValueError: for a bad address.
+        :raises ConfigError: for a handler that cannot be called with one message.
+        :raises BusError: when called on a running bus from outside its event loop.
+        """
+        pass_mode, spec = inspect_handler(handler, body_default, localns)
+        return self._add(address, handler, pass_mode, spec, max_queue, concurrency)
+
+    def register_sink(self, address: str, sink: Callable[[Message[Any]], None], spec: BodySpec,
+                      max_queue: int) -> Registration:
+        """Register a stream's ``sink``: it takes each Message inline, typed by ``spec``."""
+        return self._add(address, sink, PASS_INLINE, spec, max_queue, 1)
+
+    def _add(self, address: Any, handler: Callable[..., Any], pass_mode: int, spec: BodySpec,
+             max_queue: int | None, concurrency: int | None) -> Registration:
+        addr = address_of(address)
+        if self.node.running:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                # Peers must hear of the new handler, which takes the bus's loop.
+                raise BusError("register handlers on a running bus from a coroutine on its event loop") from None
+        reg = Registration(
+            self, addr, handler, pass_mode=pass_mode, spec=spec,
+            max_queue=max_queue or self.max_queue, concurrency=concurrency or self.concurrency,
+        )
+        self._router.add_local(reg)
+        self._membership.changed()
+        return reg
+
+    def decorator_or_registration(self, address: Any, handler: Callable[..., Any] | None, body_default: bool,
+                                  max_queue: int | None, concurrency: int | None,
+                                  localns: dict[str, Any]) -> Callable[[F], F] | Registration:
+        """Register ``handler`` now, or (``handler`` None) return a decorator that registers its function."""
+        if handler is not None:
+            return self.register(address, handler, body_default, max_queue, concurrency, localns)
+        address_of(address)  # fail at the decorator line, not later
+
+        def decorate(fn: F) -> F:
+            reg = self.register(address, fn, body_default, max_queue, concurrency, localns)
+            try:
+                fn.registration = reg  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+            return fn
+
+        return decorate
+
+    def unregister(self, reg: Registration) -> None:
+        """Remove ``reg`` from routing; its backlog is still handled (and waited for by ``drain``)."""
+        self._router.remove_local(reg)
+        if reg.tasks:
+            self._detached = [*self._detached, reg]
+        self._membership.changed()
+
+    def wake_all(self) -> None:
+        """Wake every stream waiting for a message (the bus stopped)."""
+        for wake in list(self.wakers):
+            wake()
+
+    async def drain(self, timeout: float | None, cancel: bool) -> bool:
+        """Wait until every message handed to local handlers has been handled; False if ``timeout`` came first.
+
+        With ``cancel``, the runs still going at the timeout are cancelled.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        # Called from inside a handler, it must not wait for its own run.
+        me = asyncio.current_task()
+        while True:
+            tasks = {t for regs in self._router.local.values() for r in regs for t in r.tasks}
+            tasks.update(t for r in self._detached for t in r.tasks)
+            tasks.discard(me)
+            self._detached = [r for r in self._detached if r.tasks]
+            if not tasks:
+                return True
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                if cancel:
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                return False
+            await asyncio.wait(tasks, timeout=left)

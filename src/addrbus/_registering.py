@@ -1,0 +1,109 @@
+"""The bus's way in as users call it: consumer, on, stream and schedule.
+
+A part of :class:`~addrbus.EventBus` with no state of its own: the bus composes
+the registry of local handlers and the job scheduler these methods use.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from ._addresses import address_of
+from ._core.stream import Stream
+from ._scheduler import JobScheduler
+
+if TYPE_CHECKING:
+    from ._core.membership import Membership
+    from ._core.registration import Registration
+    from ._core.registry import Registry
+    from ._scheduler import Job
+
+F = TypeVar("F", bound=Callable[..., Any])
+H = Callable[..., Any]
+
+
+class Registering:
+    """Register handlers, streams and jobs: the registering methods of :class:`~addrbus.EventBus`."""
+
+    _in: Registry
+    _scheduler: JobScheduler | None
+    _stop_timeout: float
+    _membership: Membership
+
+    @overload
+    def consumer(self, address: Any, handler: None = None, *, max_queue: int | None = None,
+                 concurrency: int | None = None) -> Callable[[F], F]: ...
+    @overload
+    def consumer(self, address: Any, handler: H, *, max_queue: int | None = None,
+                 concurrency: int | None = None) -> Registration: ...
+
+    def consumer(self, address: Any, handler: H | None = None, *, max_queue: int | None = None,
+                 concurrency: int | None = None) -> Callable[[F], F] | Registration:
+        """Register a handler at ``address``; it receives the ``Message`` (or what its annotation asks).
+
+        Used as ``bus.consumer(address, handler)`` it returns the
+        :class:`Registration`; as ``@bus.consumer(address)`` it returns the
+        function unchanged (its registration is ``fn.registration``).
+        The handler's return value is the reply to a request.
+
+        Raises:
+            ValueError: for a bad address.
+            ConfigError: for a handler that cannot be called with one message.
+        """
+        localns = sys._getframe(1).f_locals
+        return self._in.decorator_or_registration(address, handler, False, max_queue, concurrency, localns)
+
+    @overload
+    def on(self, address: Any, handler: None = None, *, max_queue: int | None = None,
+           concurrency: int | None = None) -> Callable[[F], F]: ...
+    @overload
+    def on(self, address: Any, handler: H, *, max_queue: int | None = None,
+           concurrency: int | None = None) -> Registration: ...
+
+    def on(self, address: Any, handler: H | None = None, *, max_queue: int | None = None,
+           concurrency: int | None = None) -> Callable[[F], F] | Registration:
+        """Register a handler at ``address`` that receives the body, typed by its annotation.
+
+        As :meth:`consumer`, but an unannotated parameter gets the body, not the Message.
+        """
+        localns = sys._getframe(1).f_locals
+        return self._in.decorator_or_registration(address, handler, True, max_queue, concurrency, localns)
+
+    def stream(self, address: Any, body_type: Any = None, *, max_queue: int | None = None) -> Stream:
+        """Return an async iterator of the messages at ``address``; unregisters when left.
+
+        Use as ``async with bus.stream(a) as messages: async for msg in messages``
+        or just ``async for msg in bus.stream(a)``.
+        """
+        return Stream(self._in, address_of(address), body_type, max_queue or self._in.max_queue)
+
+    # -- scheduling ----------------------------------------------------------------
+
+    @overload
+    def schedule(self, trigger: Any, fn: None = None, *, name: str | None = None,
+                 singleton: bool = False) -> Callable[[F], F]: ...
+    @overload
+    def schedule(self, trigger: Any, fn: H, *, name: str | None = None, singleton: bool = False) -> Job: ...
+
+    def schedule(self, trigger: Any, fn: H | None = None, *, name: str | None = None,
+                 singleton: bool = False) -> Callable[[F], F] | Job:
+        """Run ``fn`` on ``trigger`` (``every(10).minutes``, ``cron("*/5 * * * *")``, ``at(when)``).
+
+        Used as ``@bus.schedule(trigger)`` it returns the function unchanged
+        (its job is ``fn.job``); as ``bus.schedule(trigger, fn)`` it returns the
+        :class:`Job`. Jobs start and stop with the bus. With ``singleton=True``
+        one node among all that registered the job runs each occurrence.
+
+        Raises:
+            ConfigError: for a bad trigger, or if APScheduler is not installed.
+        """
+        if self._scheduler is None:
+            self._scheduler = JobScheduler(self)  # type: ignore[arg-type]  # until the scheduler takes a Protocol
+        added: Callable[[F], F] | Job = self._scheduler.add(trigger, fn, name=name, singleton=singleton)
+        return added
+
+    def jobs(self) -> list[Job]:
+        """Return the scheduled jobs, with their next run times."""
+        return [] if self._scheduler is None else self._scheduler.jobs()

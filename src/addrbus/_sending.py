@@ -1,0 +1,143 @@
+"""The bus's way out as users call it: publish, send, request and request_message.
+
+A part of :class:`~addrbus.EventBus` with no state of its own: the bus composes
+the objects these methods use (the outbound router, the wire, pending requests).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from ._addresses import address_of
+from ._exceptions import ReplyError
+from ._ids import now
+from ._message import Message, make_message
+
+if TYPE_CHECKING:
+    from ._core.node import Node
+    from ._core.outbound import Outbound
+    from ._core.requests import PendingRequests
+    from ._counters import Counters
+    from ._endpoint import Endpoint
+    from ._wire.wire import Wire
+
+R = TypeVar("R")
+Q = TypeVar("Q")
+
+
+class Sending:
+    """Publish, send and request: the sending methods of :class:`~addrbus.EventBus`."""
+
+    _node: Node
+    _out: Outbound
+    _wire: Wire
+    _pending: PendingRequests
+    _counters: Counters
+
+    async def publish(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None) -> None:
+        """Deliver ``body`` to every handler at ``address`` on every node.
+
+        Returns once the message is handed to local handlers' queues and to the
+        transport; never waits for a handler.
+
+        Raises:
+            ValueError: for a bad address.
+            MessageTooLarge: if the message is larger than the transport carries.
+            TransportError: if the transport could not take it.
+        """
+        env = self._out.publish(address, body, headers)
+        if env is not None:
+            await self._wire.broadcast(env, body)
+
+    async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None) -> None:
+        """Deliver ``body`` to exactly one handler at ``address`` in the whole bus, round-robin.
+
+        Raises:
+            ValueError: for a bad address.
+            NoHandlers: if nobody consumes ``address``.
+            MessageTooLarge: if the message is larger than the transport carries.
+            TransportError: if the transport could not take it.
+        """
+        await self._out.send(address, body, headers)
+
+    @overload
+    async def request(self, address: Endpoint[None, R], body: None = None, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: None = None) -> R: ...
+    @overload
+    async def request(self, address: Endpoint[Q, R], body: Q, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: None = None) -> R: ...
+    @overload
+    async def request(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: type[R]) -> R: ...
+    @overload
+    async def request(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: Any = None) -> Any: ...
+
+    async def request(self, address: Any, body: Any = None, *, timeout: float = 30.0,
+                      headers: dict[str, str] | None = None, response_type: Any = None) -> Any:
+        """Send a request to one handler at ``address`` and return the reply's body.
+
+        Args:
+            address: a ``str``, ``str`` Enum or :class:`Endpoint`.
+            body: the request body (a model, a builtin, anything JSON-shaped).
+            timeout: seconds to wait for the reply (default 30, as Vert.x).
+            headers: string headers that travel with the message.
+            response_type: validate the reply as this type.
+
+        Raises:
+            NoHandlers: if nobody consumes ``address``.
+            RequestTimeout: if no reply arrives in time (also a ``TimeoutError``).
+            RecipientFailure: if the handler raised, failed the message or rejected the body.
+            RecipientGone: if the node owing the reply left the bus.
+            BusStopped: if this bus stopped while waiting.
+        """
+        # One coroutine on purpose: an inner coroutine shared with request_message()
+        # would be one more frame per local round trip.
+        out = self._out
+        cid, future, remote = out.submit(address, body, timeout, headers, response_type)
+        window = None
+        try:
+            if remote is not None:
+                window = await out.send_remote(remote, timeout, future)
+            return (await future)[0]
+        except ReplyError as exc:
+            self._counters.count(f"failures.{exc.failure_type.value.lower()}")
+            raise
+        finally:
+            self._pending.discard(cid)
+            if window is not None:
+                window.release()
+
+    @overload
+    async def request_message(self, address: Endpoint[None, R], body: None = None, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: None = None) -> Message[R]: ...
+    @overload
+    async def request_message(self, address: Endpoint[Q, R], body: Q, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: None = None) -> Message[R]: ...
+    @overload
+    async def request_message(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: type[R]) -> Message[R]: ...
+    @overload
+    async def request_message(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]: ...
+
+    async def request_message(self, address: Any, body: Any = None, *, timeout: float = 30.0,
+                              headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]:
+        """Send a request as :meth:`request` does, and return the whole reply ``Message``."""
+        out = self._out
+        cid, future, remote = out.submit(address, body, timeout, headers, response_type)
+        window = None
+        try:
+            if remote is not None:
+                window = await out.send_remote(remote, timeout, future)
+            body_, hdrs, msg_id, sender, ts = await future
+        except ReplyError as exc:
+            self._counters.count(f"failures.{exc.failure_type.value.lower()}")
+            raise
+        finally:
+            self._pending.discard(cid)
+            if window is not None:
+                window.release()
+        return make_message(body_, address_of(address), hdrs or {}, msg_id or self._node.next_id(), cid, None, sender,
+                            ts or now(), None)

@@ -1,0 +1,1 @@
+"""The wire: Message <-> envelope <-> bytes, and Fernet sealing (``shared_key=``)."""
