@@ -55,7 +55,7 @@ from _harness import Child, Profiler, concurrently, timed  # noqa: E402 (benchma
 from addrbus import EventBus  # noqa: E402
 from addrbus._codec import encode_body, encode_frame  # noqa: E402
 from addrbus._message import Envelope  # noqa: E402
-from addrbus.transports import _redis_wire as wire  # noqa: E402
+from addrbus.transports.redis import wire  # noqa: E402
 
 ECHO, SINK = "bench.echo", "bench.sink"
 BODY = "x" * 200  # the one-way payload

@@ -43,8 +43,8 @@ from ._ratelog import RateLimitedLog
 from ._replies import Pending, PendingRequests
 from ._routing import Router
 from ._signals import stop_on_signals
-from ._urls import DEFAULT_URL, make_transport, redact
 from ._wire import Wire
+from .transports.registry import make_transport, redact
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from ._stream import Stream
 
 logger = logging.getLogger("addrbus")
+DEFAULT_URL = "memory://"
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 Q = TypeVar("Q")

@@ -46,7 +46,7 @@ def sources() -> list[Path]:
 
 def test_the_scan_covers_the_package() -> None:
     names = {p.name for p in sources()}
-    assert {"_bus.py", "_codec.py", "_crypto.py", "_wire.py", "udp.py", "memory.py"} <= names
+    assert {"_bus.py", "_codec.py", "_crypto.py", "_wire.py", "transport.py", "memory.py"} <= names
 
 
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(SRC)))
