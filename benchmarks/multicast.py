@@ -41,10 +41,10 @@ from _harness import Child, Profiler, concurrently, timed  # benchmarks/_harness
 
 from addrbus import EventBus
 from addrbus._wire.bodies import encode_body
-from addrbus._wire.frames import encode_frame
 from addrbus._wire.envelope import Envelope
-from addrbus.transports._udp_wire import HEADER_SIZE, RCVBUF, kernel_drops
-from addrbus.transports.udp import BURST, BURST_BYTES, DEFAULT_RATE, OVERHEAD
+from addrbus._wire.frames import encode_frame
+from addrbus.transports.udp.transport import BURST, BURST_BYTES, DEFAULT_RATE, OVERHEAD
+from addrbus.transports.udp.wire import HEADER_SIZE, RCVBUF, kernel_drops
 
 ECHO, SINK = "bench.echo", "bench.sink"
 BODY = "x" * 200  # the one-way payload

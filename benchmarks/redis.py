@@ -53,10 +53,10 @@ import redis.asyncio as aioredis  # noqa: E402
 from _harness import Child, Profiler, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
 
 from addrbus import EventBus  # noqa: E402
-from addrbus._wire.bodies import encode_body
-from addrbus._wire.frames import encode_frame  # noqa: E402
+from addrbus._wire.bodies import encode_body  # noqa: E402
 from addrbus._wire.envelope import Envelope  # noqa: E402
-from addrbus.transports import _redis_wire as wire  # noqa: E402
+from addrbus._wire.frames import encode_frame  # noqa: E402
+from addrbus.transports.redis import wire  # noqa: E402
 
 ECHO, SINK = "bench.echo", "bench.sink"
 BODY = "x" * 200  # the one-way payload

@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from addrbus._wire.bodies import describe_validation_error, encode_body, spec_for
-from addrbus._wire.frames import FrameError, decode_frame, encode_frame
 from addrbus._wire.envelope import Envelope, Failure
+from addrbus._wire.frames import FrameError, decode_frame, encode_frame
 
 
 class Inner(BaseModel):

@@ -15,6 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretBytes, SecretStr
 
+from addrbus._exceptions import BusError, ConfigError
 from addrbus._wire.sealing import (
     MAGIC,
     Sealer,
@@ -22,7 +23,6 @@ from addrbus._wire.sealing import (
     _fast_decrypters,
     generate_key,
 )
-from addrbus._exceptions import BusError, ConfigError
 
 T0 = 1_700_000_000.0
 SECRET = b"frame-contents-that-must-never-leak"

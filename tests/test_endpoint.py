@@ -17,8 +17,7 @@ from pydantic import BaseModel
 
 from addrbus import EventBus, Message, RecipientFailure
 from addrbus._addresses import address_of
-from addrbus._endpoint import TypedAddress
-from addrbus._endpoint import Endpoint
+from addrbus._endpoint import Endpoint, TypedAddress
 
 WAIT = 5.0
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,7 +30,7 @@ from addrbus import (
     ReplyError,
     TransportError,
 )
-from addrbus.transports import _redis_wire as wire
+from addrbus.transports.redis import wire
 from tests.conftest import unique
 from tests.fixtures_redis import RedisServer
 

@@ -22,9 +22,9 @@ from ._ratelog import RateLimitedLog
 from ._registering import Registering
 from ._sending import Sending
 from ._signals import stop_on_signals
-from ._urls import make_transport, redact
 from ._wire.envelope import check_namespace
 from ._wire.wire import Wire
+from .transports.registry import make_transport, redact
 
 if TYPE_CHECKING:
     from types import TracebackType

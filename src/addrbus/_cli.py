@@ -24,7 +24,7 @@ from . import __version__
 from ._addresses import address_of
 from ._bus import EventBus
 from ._exceptions import BusError, ConfigError, ReplyError
-from ._urls import redact
+from .transports.registry import redact
 
 #: Where the CLI looks for a bus when neither ``--url`` nor ``ADDRBUS_URL`` says:
 #: the UDP transport's host-local default group. ``memory://`` (the library's

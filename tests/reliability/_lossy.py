@@ -7,7 +7,7 @@
   be cut and restored (``LINKS[NAME].down = True``): while down, nothing goes
   out and nothing comes in, as on a pulled cable.
 
-``monkeypatch.setitem(addrbus._urls.SCHEMES, "lossyudp", __name__)`` registers
+``monkeypatch.setitem(addrbus.transports.registry.SCHEMES, "lossyudp", __name__)`` registers
 them; the library itself never knows of them.
 """
 

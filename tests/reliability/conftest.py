@@ -103,10 +103,10 @@ def record(request: pytest.FixtureRequest, scale: Scale) -> Iterator[Callable[..
 @pytest.fixture
 def fault_schemes(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register the faulty transports' URL schemes (lossyudp://, lossymem://) for one test."""
-    import addrbus._urls
+    import addrbus.transports.registry
 
     for scheme in _lossy.SCHEMES:
-        monkeypatch.setitem(addrbus._urls.SCHEMES, scheme, _lossy.__name__)
+        monkeypatch.setitem(addrbus.transports.registry.SCHEMES, scheme, _lossy.__name__)
 
 
 @pytest.hookimpl(wrapper=True)

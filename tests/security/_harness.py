@@ -24,12 +24,12 @@ import redis.asyncio as aioredis
 
 from addrbus import EventBus
 from addrbus._wire.bodies import encode_body
+from addrbus._wire.envelope import Envelope
 from addrbus._wire.frames import encode_frame
 from addrbus._wire.sealing import Sealer
-from addrbus._wire.envelope import Envelope
-from addrbus.transports import _redis_wire as redis_wire
 from addrbus.transports import udp
 from addrbus.transports.memory import MemoryHub, _hubs
+from addrbus.transports.redis import wire as redis_wire
 from tests.conftest import unique
 from tests.fixtures_redis import RedisServer
 from tests.transports.test_udp import udp_url
@@ -315,7 +315,7 @@ class RedisNet(Net):
 
     @property
     def max_payload(self) -> int:
-        from addrbus.transports._redis_options import DEFAULT_MAX_FRAME
+        from addrbus.transports.redis.options import DEFAULT_MAX_FRAME
 
         return DEFAULT_MAX_FRAME
 

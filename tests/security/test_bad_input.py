@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from addrbus import EventBus
-from addrbus._wire.sealing import generate_key
 from addrbus._wire.envelope import Envelope
+from addrbus._wire.sealing import generate_key
 from addrbus.transports.memory import _hubs
 from tests.conftest import unique
 from tests.security._harness import (

@@ -18,10 +18,10 @@ from pydantic import BaseModel
 
 from addrbus import EventBus
 from addrbus._wire.bodies import encode_body, spec_for
+from addrbus._wire.envelope import Envelope, Failure
 from addrbus._wire.frames import MAGIC, FrameError, decode_frame, encode_frame
 from addrbus._wire.sealing import MAGIC as SEALED
 from addrbus._wire.sealing import Sealer, SealRejected, generate_key
-from addrbus._wire.envelope import Envelope, Failure
 from tests.conftest import unique
 from tests.security._harness import FAKE_NODE
 

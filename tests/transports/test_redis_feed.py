@@ -1,4 +1,4 @@
-"""The redis transport's direct socket reader (``_redis_feed``) and the publisher's reply matching."""
+"""The redis transport's direct socket reader (``redis.feed``) and the publisher's reply matching."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import hiredis
 import pytest
 
 from addrbus._exceptions import TransportError
-from addrbus.transports._redis_feed import attach
-from addrbus.transports._redis_publish import Publisher
 from addrbus.transports.redis import RedisTransport, from_url
+from addrbus.transports.redis.feed import attach
+from addrbus.transports.redis.publish import Publisher
 from tests.fixtures_redis import RedisServer
 
 NOT_ENOUGH = object()

@@ -15,11 +15,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from addrbus._exceptions import ConfigError, DeliveryUnknown, MessageTooLarge, TransportError
-from addrbus.transports import _redis_wire as wire
 from addrbus.transports._backoff import Backoff
-from addrbus.transports._redis_options import parse_redis_url
-from addrbus.transports._redis_publish import Publisher
-from addrbus.transports.redis import RedisTransport, from_url
+from addrbus.transports.redis import RedisTransport, from_url, wire
+from addrbus.transports.redis.options import parse_redis_url
+from addrbus.transports.redis.publish import Publisher
 from tests.fixtures_redis import RedisServer, free_port
 from tests.transports._inbox import WAIT, Inbox
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._urls import parse_query, to_bool
+from ._urls import parse_query, to_bool
 from .base import FrameHandler, Transport
 
 

@@ -2,7 +2,7 @@
 
 Each node has a group socket (every broadcast) and a node socket (sends
 everything, receives the unicasts for this node). The datagram header, URL
-arguments and socket options are in ``_udp_wire``; this module moves frames:
+arguments and socket options are in ``wire``; this module moves frames:
 receiving, pacing, waiting on full sockets, and learning peers' addresses so
 that unicasts go straight to them.
 """
@@ -14,17 +14,17 @@ import errno
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import MessageTooLarge, TransportError
-from . import _udp_wire as wire
-from ._udp_wire import BROADCAST, DEST_AT, HEADER_SIZE, KIND_AT, MAGIC, MAX_PAYLOAD, NAMESPACE_AT, SENDER_AT, UNICAST
-from .base import FrameHandler, Transport
+from ..._exceptions import MessageTooLarge, TransportError
+from ..base import FrameHandler, Transport
+from . import wire
+from .wire import BROADCAST, DEST_AT, HEADER_SIZE, KIND_AT, MAGIC, MAX_PAYLOAD, NAMESPACE_AT, SENDER_AT, UNICAST
 
 if TYPE_CHECKING:
     import socket
 
-__all__ = ["HEADER_SIZE", "MAGIC", "MAX_PAYLOAD", "UdpTransport", "from_url"]
+__all__ = ["UdpTransport", "from_url"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("addrbus.transports.udp")
 
 DEFAULT_RATE = 64.0  # MiB per second, see _send
 BURST_BYTES = 256 * 1024  # sent unpaced; below the smallest usual receive buffer (416 KiB)

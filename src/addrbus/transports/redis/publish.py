@@ -25,8 +25,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._exceptions import DeliveryUnknown, TransportError
-from ._redis_wire import CRLF
+from ..._exceptions import DeliveryUnknown, TransportError
+from .wire import CRLF
 
 Send = Callable[[list[bytes]], Awaitable[None]]
 Read = Callable[[], Awaitable[Any]]

@@ -2,8 +2,8 @@
 
 The only module of addrbus that imports :mod:`redis`; it does so lazily, so a
 missing package is a :class:`ConfigError` at ``from_url`` time, not at import.
-Channel names are described in :mod:`._redis_wire`, the publish path in
-:mod:`._redis_publish`, and the operating side in ``docs/transports/redis.md``.
+Channel names are described in :mod:`.wire`, the publish path in
+:mod:`.publish`, and the operating side in ``docs/transports/redis.md``.
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ConfigError, MessageTooLarge, TransportError
+from ..._exceptions import ConfigError, MessageTooLarge, TransportError
+from .._backoff import Backoff
 from .._urls import redact
-from . import _redis_wire as wire
-from ._backoff import Backoff
-from ._redis_connect import Connection, Connector, direct_writer, sender
-from ._redis_feed import attach
-from ._redis_options import RedisOptions, parse_redis_url
-from ._redis_publish import Publisher
-from .base import FrameHandler, Transport
+from ..base import FrameHandler, Transport
+from . import wire
+from .connect import Connection, Connector, direct_writer, sender
+from .feed import attach
+from .options import RedisOptions, parse_redis_url
+from .publish import Publisher
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("addrbus.transports.redis")
 
 _MESSAGE = b"message"
 

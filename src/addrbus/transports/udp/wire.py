@@ -1,4 +1,4 @@
-"""The udp:// datagram header, URL arguments and sockets; the transport itself is in udp.py.
+"""The udp:// datagram header, URL arguments and sockets; the transport itself is in transport.py.
 
 Wire format of one datagram (all sizes in bytes)::
 
@@ -26,7 +26,7 @@ import struct
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._exceptions import ConfigError
+from ..._exceptions import ConfigError
 from .._urls import parse_query, to_bool
 
 DEFAULT_GROUP = "239.255.0.1"

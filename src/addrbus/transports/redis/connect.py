@@ -1,6 +1,6 @@
 """Open and close the two connections of a redis transport: a subscriber and a publisher.
 
-redis-py's classes and exception types are handed in by ``redis.py``, the one
+redis-py's classes and exception types are handed in by ``transport.py``, the one
 module that imports :mod:`redis`; this module only drives them.
 """
 
@@ -11,9 +11,9 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from .._exceptions import TransportError
-from . import _redis_wire as wire
-from ._redis_options import RedisOptions
+from ..._exceptions import TransportError
+from . import wire
+from .options import RedisOptions
 
 _SUBSCRIBED = b"subscribe"
 

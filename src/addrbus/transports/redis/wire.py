@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from .._exceptions import ConfigError
+from ..._exceptions import ConfigError
 
 _NODE_ID = re.compile(r"[0-9a-f]{16}")
 CRLF = b"\r\n"

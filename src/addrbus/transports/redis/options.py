@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .._exceptions import ConfigError
+from ..._exceptions import ConfigError
 from .._urls import parse_query, redact, to_bool
 
 DEFAULT_MAX_FRAME = 8 * 2**20

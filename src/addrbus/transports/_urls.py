@@ -1,29 +1,11 @@
-"""Turn a bus URL into a transport: one table of schemes, imported lazily."""
+"""URL helpers every transport shares: query arguments through converters, and redaction."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
-from ._exceptions import ConfigError
-
-if TYPE_CHECKING:
-    from .transports.base import Transport
-
-T = TypeVar("T")
-
-#: scheme -> module that defines ``from_url(url) -> Transport``.
-SCHEMES: dict[str, str] = {
-    "memory": "addrbus.transports.memory",
-    "udp": "addrbus.transports.udp",
-    "redis": "addrbus.transports.redis",
-    "rediss": "addrbus.transports.redis",
-    "unix": "addrbus.transports.redis",
-}
-
-DEFAULT_URL = "memory://"
+from .._exceptions import ConfigError
 
 
 def redact(url: str) -> str:
@@ -37,23 +19,6 @@ def redact(url: str) -> str:
         host = f"{host}:{parts.port}"
     netloc = f"{user}:***@{host}"
     return parts._replace(netloc=netloc).geturl()
-
-
-def make_transport(url: str) -> Transport:
-    """Build the transport for ``url``.
-
-    :raises ConfigError: for an unknown scheme or a bad query argument.
-    """
-    if not isinstance(url, str):
-        raise ConfigError(f"the bus URL must be a string, not {type(url).__name__}")
-    scheme = urlsplit(url).scheme.lower()
-    module_name = SCHEMES.get(scheme)
-    if module_name is None:
-        accepted = ", ".join(f"{s}://" for s in SCHEMES)
-        raise ConfigError(f"unknown bus URL scheme {scheme!r} in {redact(url)!r}; accepted: {accepted}")
-    module = importlib.import_module(module_name)
-    transport: Transport = module.from_url(url)
-    return transport
 
 
 def parse_query(url: str, converters: Mapping[str, Callable[[str], object]]) -> dict[str, object]:
