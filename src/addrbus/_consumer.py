@@ -9,11 +9,10 @@ import logging
 import typing
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
-
 from ._codec import ANY_SPEC, BodyInvalid, BodySpec, spec_for
 from ._exceptions import ConfigError
 from ._message import Message, make_message, now
+from ._threads import run_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -248,7 +247,7 @@ class Registration:
             if self._is_async:
                 result = await self.handler(*args)
             else:
-                result = await anyio.to_thread.run_sync(self.handler, *args)
+                result = await run_in_thread(self.handler, *args)
         except Exception as exc:
             if msg is None or msg.__pydantic_private__["_answer"] is not None:  # type: ignore[index]
                 await self._failed(exc, cid, reply_to)
