@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from ._endpoint import Endpoint
-    from ._scheduler import Job, JobScheduler
+    from ._jobs import Job, JobScheduler
     from ._stream import Stream
 
 logger = logging.getLogger("addrbus")
@@ -394,9 +394,9 @@ class EventBus:
 
     def _jobs(self) -> JobScheduler:
         if self._scheduler is None:
-            from ._scheduler import JobScheduler
+            from ._jobs import JobScheduler
 
-            self._scheduler = JobScheduler(self)
+            self._scheduler = JobScheduler(self, stop_timeout=self._stop_timeout, heartbeat=self._membership.heartbeat)
         return self._scheduler
 
     # -- sending -------------------------------------------------------------------

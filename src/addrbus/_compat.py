@@ -25,14 +25,14 @@ from pydantic import BaseModel
 
 from ._bus import EventBus
 from ._exceptions import ConfigError
-from ._scheduler import every
+from ._jobs import every
 from ._signals import stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._consumer import Registration
-    from ._scheduler import Job
+    from ._jobs import Job
 
 __all__ = ["Client", "Event", "every", "publish", "run", "schedule", "start", "stop", "subscribe", "unsubscribe"]
 
