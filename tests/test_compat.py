@@ -16,6 +16,7 @@ import pytest
 from addrbus import ConfigError, EventBus
 from addrbus import _compat as autobus
 from addrbus._compat import AUTOBUS_URL, Client, Event, event_address
+from addrbus._compat import default as autobus_default
 from tests.conftest import unique
 from tests.fixtures_netns import require_private_netns
 
@@ -37,7 +38,7 @@ class Blob(Event):
 @pytest.fixture(autouse=True)
 def default_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """Give each test a fresh default client: autobus keeps one per process."""
-    monkeypatch.setattr(autobus, "_default", None)
+    monkeypatch.setattr(autobus_default, "_default", None)
 
 
 @pytest.fixture
@@ -386,4 +387,4 @@ def test_module_run_blocks_until_sigterm() -> None:
     autobus.run(url="memory://", namespace="shop")
     killer.join(WAIT)
     assert got.is_set()
-    assert autobus._client().bus.namespace == "shop"
+    assert autobus_default._client().bus.namespace == "shop"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from addrbus import ConfigError, EventBus
-from addrbus._scheduler import Job, at, cron, every
+from addrbus._jobs import Job, at, cron, every
 
 WAIT = 5.0
 TICK = 0.05  # the interval of most jobs here, in seconds
@@ -454,8 +454,8 @@ async def test_without_apscheduler_the_error_says_what_to_install(
 def test_import_addrbus_does_not_import_apscheduler() -> None:
     code = (
         "import sys\n"
-        "import addrbus, addrbus._scheduler\n"
-        "from addrbus._scheduler import at, every\n"
+        "import addrbus, addrbus._jobs\n"
+        "from addrbus._jobs import at, every\n"
         "assert not [m for m in sys.modules if m.startswith('apscheduler')]\n"
         "sys.modules['apscheduler'] = None\n"
         "addrbus.EventBus().jobs(), every(5).minutes\n"

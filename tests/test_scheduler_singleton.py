@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from addrbus import EventBus
-from addrbus._scheduler import Job, at, every
+from addrbus._jobs import Job, at, every
 from tests.conftest import unique
 from tests.fixtures_netns import require_private_netns
 from tests.fixtures_redis import RedisServer
@@ -138,7 +138,7 @@ MISSES = 3  # heartbeats missed before membership drops a node
 CHILD = """
 import asyncio, signal, sys, time
 from addrbus import EventBus
-from addrbus._scheduler import every
+from addrbus._jobs import every
 
 url, namespace, heartbeat, interval = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 bus = EventBus(url, namespace=namespace, heartbeat=heartbeat)

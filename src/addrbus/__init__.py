@@ -20,8 +20,8 @@ from ._exceptions import (
     RequestTimeout,
     TransportError,
 )
+from ._jobs import Job, at, cron, every
 from ._message import Message
-from ._scheduler import Job, at, cron, every
 from ._wire.sealing import generate_key
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ from .transports.registry import make_transport, redact
 if TYPE_CHECKING:
     from types import TracebackType
 
-    from ._scheduler import JobScheduler
+    from ._jobs import JobScheduler
 
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 R = TypeVar("R")

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._addresses import address_of
 from ._core.stream import Stream
-from ._scheduler import JobScheduler
+from ._jobs import JobScheduler
 
 if TYPE_CHECKING:
     from ._core.membership import Membership
     from ._core.registration import Registration
     from ._core.registry import Registry
-    from ._scheduler import Job
+    from ._jobs import Job
 
 F = TypeVar("F", bound=Callable[..., Any])
 H = Callable[..., Any]
@@ -31,6 +31,14 @@ class Registering:
     _scheduler: JobScheduler | None
     _stop_timeout: float
     _membership: Membership
+
+    if TYPE_CHECKING:  # what EventBus, which composes this part, provides (the scheduler's JobHost)
+
+        @property
+        def running(self) -> bool: ...
+        @property
+        def node_id(self) -> str: ...
+        def nodes(self) -> dict[str, dict[str, int]]: ...
 
     @overload
     def consumer(self, address: Any, handler: None = None, *, max_queue: int | None = None,
@@ -100,7 +108,7 @@ class Registering:
             ConfigError: for a bad trigger, or if APScheduler is not installed.
         """
         if self._scheduler is None:
-            self._scheduler = JobScheduler(self)  # type: ignore[arg-type]  # until the scheduler takes a Protocol
+            self._scheduler = JobScheduler(self, stop_timeout=self._stop_timeout, heartbeat=self._membership.heartbeat)
         added: Callable[[F], F] | Job = self._scheduler.add(trigger, fn, name=name, singleton=singleton)
         return added
 

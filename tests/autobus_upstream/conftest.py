@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from addrbus import _compat
+from addrbus._compat import default as _compat
 from tests.fixtures_netns import require_private_netns
 
 HERE = Path(__file__).parent

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from addrbus import EventBus
-from addrbus._scheduler import every
+from addrbus._jobs import every
 from tests.reliability._measure import Clock, Record, Scale, time_limit
 
 

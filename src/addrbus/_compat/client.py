@@ -1,8 +1,5 @@
-"""autobus compatibility: ``Event``, ``Client`` and the module-level API on one default client.
+"""The autobus ``Client``: subscribe, publish and schedule on one bus of its own.
 
-``import addrbus as autobus`` runs autobus programs unchanged: events are
-pydantic models published (fan-out) at ``autobus.event.<ClassName>``, so a
-subclass is a different event and two classes of the same name are one.
 ``publish()`` never needs ``await``: events wait in a FIFO outbox, which one
 task per client hands to the bus in order. ``stop()`` empties the outbox
 before it stops the bus, and the bus lets local handlers finish, so nothing
@@ -16,41 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from pydantic import BaseModel
-
-from ._bus import EventBus
-from ._exceptions import ConfigError
-from ._scheduler import every
-from ._signals import stop_on_signals
+from .._bus import EventBus
+from .._exceptions import ConfigError
+from .._signals import stop_on_signals
+from .events import event_address, register
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from .._core.registration import Registration
+    from .._jobs import Job
 
-    from ._core.registration import Registration
-    from ._scheduler import Job
-
-__all__ = ["Client", "Event", "every", "publish", "run", "schedule", "start", "stop", "subscribe", "unsubscribe"]
-
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("addrbus._compat")
 F = TypeVar("F", bound="Callable[..., Any]")
 
 #: autobus 2 defaults to this multicast group; so does a Client given no URL.
 AUTOBUS_URL = "udp://239.255.0.1:5000"
-EVENT_PREFIX = "autobus.event."
-
-
-class Event(BaseModel):
-    """The base class of autobus events: a pydantic model routed by its class name."""
-
-
-def event_address(event_type: type) -> str:
-    """Return the address events of ``event_type`` are published at: ``autobus.event.<ClassName>``."""
-    return EVENT_PREFIX + event_type.__name__
 
 
 class Client:
@@ -89,21 +70,11 @@ class Client:
                 url = os.environ.get("ADDRBUS_URL") or AUTOBUS_URL
             bus = EventBus(url, namespace=namespace, shared_key=shared_key)
             for key in self._subscriptions:
-                self._subscriptions[key] = _register(bus, *key)
+                self._subscriptions[key] = register(bus, *key)
             for trigger, fn in self._jobs:
                 _add_job(bus, trigger, fn)
             self._bus = bus
         return self._bus
-
-    def _configure(self, url: str | None, namespace: str, shared_key: Any) -> None:
-        """Use this configuration from the next start (the module-level ``start``/``run`` call this)."""
-        config = (url, namespace, shared_key)
-        if config == self._config:
-            return
-        if self._bus is not None and self._bus.running:
-            raise ConfigError("the client is running: stop() it before starting it with another url/namespace/key")
-        self._config = config
-        self._bus = None  # rebuilt, with every subscription and job, at start()
 
     # -- subscribing ----------------------------------------------------------------
 
@@ -131,7 +102,7 @@ class Client:
             raise TypeError(f"subscribe() takes a function to call, not {fn!r}")
         key = (event_type, fn)
         if key not in self._subscriptions:
-            self._subscriptions[key] = None if self._bus is None else _register(self._bus, event_type, fn)
+            self._subscriptions[key] = None if self._bus is None else register(self._bus, event_type, fn)
         return fn
 
     def unsubscribe(self, event_type: type, fn: Callable[..., Any]) -> None:
@@ -260,6 +231,20 @@ class Client:
             await self.stop()
 
 
+class DefaultClient(Client):
+    """The client behind the module-level API: ``start(url)`` and ``run(url)`` may configure it anew."""
+
+    def configure(self, url: str | None, namespace: str, shared_key: Any) -> None:
+        """Use this configuration from the next start (the module-level ``start``/``run`` call this)."""
+        config = (url, namespace, shared_key)
+        if config == self._config:
+            return
+        if self._bus is not None and self._bus.running:
+            raise ConfigError("the client is running: stop() it before starting it with another url/namespace/key")
+        self._config = config
+        self._bus = None  # rebuilt, with every subscription and job, at start()
+
+
 def _add_job(bus: EventBus, trigger: Any, fn: Callable[..., Any]) -> Job:
     job: Job = bus.schedule(trigger, fn)
     try:
@@ -267,97 +252,3 @@ def _add_job(bus: EventBus, trigger: Any, fn: Callable[..., Any]) -> Job:
     except (AttributeError, TypeError):  # a bound method or a builtin
         pass
     return job
-
-
-def _register(bus: EventBus, event_type: type, fn: Callable[..., Any]) -> Registration:
-    """Register ``fn`` for ``event_type`` on ``bus``, the body validated as ``event_type``."""
-    handler: Callable[..., Any]
-    if inspect.iscoroutinefunction(fn):
-
-        async def handler(event: Any) -> None:
-            await fn(event)
-
-        concurrency = None  # autobus runs each async handler as its own task
-    else:
-
-        def handler(event: Any) -> None:
-            fn(event)
-
-        concurrency = 1  # one event after another, in the order published, as autobus does
-    # The bus reads the body's type from the annotation: a network body arrives as JSON.
-    handler.__annotations__ = {"event": event_type, "return": None}
-    handler.__qualname__ = getattr(fn, "__qualname__", repr(fn))
-    return bus.on(event_address(event_type), handler, concurrency=concurrency)
-
-
-# -- the module-level API, on one default client ------------------------------------
-
-_default: Client | None = None
-
-
-def _client() -> Client:
-    global _default
-    if _default is None:
-        _default = Client()
-    return _default
-
-
-@overload
-def subscribe(event_type: type, fn: None = None) -> Callable[[F], F]: ...
-@overload
-def subscribe(event_type: type, fn: F) -> F: ...
-
-
-def subscribe(event_type: type, fn: F | None = None) -> Callable[[F], F] | F:
-    """Call ``fn(event)`` for every event of exactly ``event_type``; see :meth:`Client.subscribe`."""
-    return _client().subscribe(event_type, fn)
-
-
-def unsubscribe(event_type: type, fn: Callable[..., Any]) -> None:
-    """Stop calling ``fn`` for ``event_type``."""
-    _client().unsubscribe(event_type, fn)
-
-
-def publish(event: Any) -> None:
-    """Publish ``event`` to the subscribers of its class; no ``await`` needed. See :meth:`Client.publish`."""
-    _client().publish(event)
-
-
-@overload
-def schedule(trigger: Any, fn: None = None) -> Callable[[F], F]: ...
-@overload
-def schedule(trigger: Any, fn: Callable[..., Any]) -> Job | None: ...
-
-
-def schedule(trigger: Any, fn: Callable[..., Any] | None = None) -> Callable[[F], F] | Job | None:
-    """Run ``fn`` on ``trigger`` while the default client runs: ``@schedule(every(10).minutes)``."""
-    return _client().schedule(trigger, fn)
-
-
-async def start(url: str | None = None, namespace: str = "", shared_key: Any = None) -> None:
-    """Start the default client on ``url`` (UDP multicast when None, as autobus 2).
-
-    Raises:
-        ConfigError: for a bad URL, namespace or key, or if it runs with another.
-        TransportError: if the transport cannot start.
-    """
-    client = _client()
-    client._configure(url, namespace, shared_key)
-    await client.start()
-
-
-async def stop() -> None:
-    """Publish what is still queued, let local handlers finish and stop the default client."""
-    await _client().stop()
-
-
-def run(url: str | None = None, namespace: str = "", shared_key: Any = None) -> None:
-    """Run the default client until SIGINT or SIGTERM; blocks, like ``autobus.run()``.
-
-    Raises:
-        ConfigError: for a bad URL, namespace or key.
-        TransportError: if the transport cannot start.
-    """
-    client = _client()
-    client._configure(url, namespace, shared_key)
-    client.run()

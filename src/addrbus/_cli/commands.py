@@ -1,0 +1,182 @@
+"""The commands: ``listen``, ``request``, ``send``, ``publish``, ``nodes`` and ``keygen``, on the public API.
+
+Each takes the parsed arguments and returns an exit code; failures are raised,
+for :func:`~addrbus._cli.program.main` to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic_core import to_jsonable_python
+
+from .. import EventBus, generate_key
+from ..transports.registry import redact
+from .errors import EXIT_OK, UsageError
+
+logger = logging.getLogger("addrbus._cli")
+
+#: Where the CLI looks for a bus when neither ``--url`` nor ``ADDRBUS_URL`` says:
+#: the UDP transport's host-local default group. ``memory://`` (the library's
+#: default) would reach no one from a separate process.
+DEFAULT_URL = "udp://239.255.0.1:5000"
+
+LISTEN_REFUSAL = "'addrbus listen' does not answer requests; start it with --reply JSON to answer them"
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+async def listen(args: argparse.Namespace) -> int:
+    """Print what arrives at the addresses, one JSON line per message."""
+    reply = None if args.reply is None else _json_argument(args.reply, "--reply")
+    bus = _make_bus(args)
+    count: int | None = args.count
+    printed = 0
+
+    async def pump(address: str) -> None:
+        nonlocal printed
+        async with bus.stream(address) as stream:
+            while count is None or printed < count:
+                msg = await stream.get()
+                if count is not None and printed >= count:
+                    return  # another address reached the count while this one waited
+                print(_to_json({
+                    "address": msg.address, "body": msg.body, "headers": msg.headers, "id": msg.id,
+                    "correlation_id": msg.correlation_id, "sender": msg.sender, "timestamp": msg.timestamp,
+                }), flush=True)
+                printed += 1
+                if msg.is_request:
+                    # Fail at once rather than leave the requester waiting for its timeout.
+                    await (msg.reply(reply) if args.reply is not None else msg.fail(501, LISTEN_REFUSAL))
+
+    async with bus:
+        pumps = [asyncio.create_task(pump(address)) for address in dict.fromkeys(args.addresses)]
+        logger.info("listening to %s", ", ".join(args.addresses))
+        try:
+            done, _ = await asyncio.wait(pumps, timeout=args.timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+        for task in done:
+            task.result()  # a pump ends early only at the count, or by raising
+    return EXIT_OK
+
+
+async def request(args: argparse.Namespace) -> int:
+    """Send a request and print its reply."""
+    body, headers = _message_arguments(args)
+    async with _make_bus(args) as bus:
+        await _wait_for_consumer(bus, args.address, min(args.wait, args.timeout))
+        reply = await bus.request(args.address, body, timeout=args.timeout, headers=headers)
+    print(_to_json(reply), flush=True)
+    return EXIT_OK
+
+
+async def send(args: argparse.Namespace) -> int:
+    """Send a message to one consumer."""
+    body, headers = _message_arguments(args)
+    async with _make_bus(args) as bus:
+        await _wait_for_consumer(bus, args.address, args.wait)
+        await bus.send(args.address, body, headers=headers)
+    return EXIT_OK
+
+
+async def publish(args: argparse.Namespace) -> int:
+    """Publish a message to every consumer."""
+    body, headers = _message_arguments(args)
+    async with _make_bus(args) as bus:
+        if not await _wait_for_consumer(bus, args.address, args.wait):
+            logger.info("nobody consumes %r: the message reached no one", args.address)
+        await bus.publish(args.address, body, headers=headers)
+    return EXIT_OK
+
+
+async def nodes(args: argparse.Namespace) -> int:
+    """List the other live nodes and what they consume."""
+    async with _make_bus(args) as bus:
+        # An observation window, not synchronisation: nodes that answer late are still listed.
+        await asyncio.sleep(args.wait)
+        found = {node: addrs for node, addrs in bus.nodes().items() if node != bus.node_id}
+    if args.json:
+        print(_to_json(found), flush=True)
+        return EXIT_OK
+    if not found:
+        print(f"no nodes found on {redact(bus.url)}", file=sys.stderr)
+        return EXIT_OK
+    print(f"{'NODE':<16}  ADDRESSES")
+    for node in sorted(found):
+        addrs = found[node]
+        listed = ", ".join(a if n == 1 else f"{a} ({n} handlers)" for a, n in sorted(addrs.items())) or "-"
+        print(f"{node:<16}  {listed}")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+async def keygen(args: argparse.Namespace) -> int:
+    """Print a new shared key."""
+    print(generate_key(), flush=True)
+    return EXIT_OK
+
+
+def _make_bus(args: argparse.Namespace) -> EventBus:
+    """Build the bus from the flags, falling back to the ADDRBUS_* environment variables."""
+    url = getattr(args, "url", None) or os.environ.get("ADDRBUS_URL") or DEFAULT_URL
+    namespace = getattr(args, "namespace", None)
+    if namespace is None:
+        namespace = os.environ.get("ADDRBUS_NAMESPACE", "")
+    key = getattr(args, "key", None)
+    if key is None:
+        key = os.environ.get("ADDRBUS_SHARED_KEY")
+    if urlsplit(url).scheme.lower() == "memory":
+        raise UsageError(f"{url!r} reaches only this process; give a udp:// or redis:// URL with --url or ADDRBUS_URL")
+    return EventBus(url, namespace=namespace, shared_key=key or None, stop_timeout=2.0)
+
+
+async def _wait_for_consumer(bus: EventBus, address: str, wait: float) -> bool:
+    """Give a consumer's announcement ``wait`` seconds to arrive; tell whether one is known."""
+    if wait <= 0:
+        return _consumers(bus, address) > 0
+    try:
+        await bus.wait_for_handlers(address, 1, timeout=wait)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _consumers(bus: EventBus, address: str) -> int:
+    return sum(addrs.get(address, 0) for addrs in bus.nodes().values())
+
+
+def _message_arguments(args: argparse.Namespace) -> tuple[Any, dict[str, str]]:
+    headers: dict[str, str] = {}
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"bad header {item!r}: expected -H NAME=VALUE")
+        headers[name] = value
+    return _json_argument(args.body, "BODY"), headers
+
+
+def _json_argument(text: str, what: str) -> Any:
+    if text == "-":
+        text = sys.stdin.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{what} must be JSON ({exc.msg} at line {exc.lineno} column {exc.colno});"
+            """ quote a string as '"text"', or pass - to read it from stdin"""
+        ) from None
+
+
+def _to_json(value: Any) -> str:
+    return json.dumps(value, default=lambda obj: to_jsonable_python(obj, fallback=str))

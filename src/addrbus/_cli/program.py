@@ -1,0 +1,97 @@
+"""The ``addrbus`` program: parse the command line, run one command on asyncio, map every failure to an exit code.
+
+Every failure ends in one line on stderr, ``error: Kind: what happened``, and
+an exit code a script can branch on (see :mod:`.errors`); never in a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from .. import BusError, ConfigError, ReplyError
+from .commands import Command
+from .errors import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PIPE,
+    EXIT_REPLY,
+    EXIT_TERMINATED,
+    EXIT_TRANSPORT,
+    EXIT_USAGE,
+    UsageError,
+    describe,
+    fail,
+    secrets_in,
+)
+from .parser import build_parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``addrbus`` command line and return its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    secrets = secrets_in(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return fail(EXIT_USAGE, str(exc), secrets)
+    except SystemExit as exc:  # --help and --version
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    _setup_logging(getattr(args, "verbose", 0))
+    command: Command = args.run
+    try:
+        return asyncio.run(_guarded(command(args)))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # Point stdout at /dev/null so that the interpreter's final flush cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+    except ReplyError as exc:
+        return fail(EXIT_REPLY, describe(exc), secrets)
+    except UsageError as exc:
+        return fail(EXIT_USAGE, str(exc), secrets)
+    except (ConfigError, ValueError, TypeError) as exc:
+        return fail(EXIT_USAGE, describe(exc), secrets)
+    except (BusError, OSError) as exc:
+        return fail(EXIT_TRANSPORT, describe(exc), secrets)
+
+
+async def _guarded(coro: Coroutine[Any, Any, int]) -> int:
+    """Run a command; SIGTERM stops it as Ctrl-C does, so the bus says goodbye."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = False
+
+    def terminate() -> None:
+        nonlocal terminated
+        terminated = True
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+        pass
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        # Only our own SIGTERM cancellation becomes an exit code; any other propagates.
+        if terminated:
+            return EXIT_TERMINATED
+        raise
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGTERM)
+        except (NotImplementedError, RuntimeError):
+            pass
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
