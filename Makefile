@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck unit soak bench docs clean
+.PHONY: demo test lint typecheck layers unit soak bench docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,11 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/user_service.py
 
-## make test: ruff, mypy (strict) and the whole test suite
-test: $(STAMP) redis-server lint typecheck unit
+## make test: ruff, mypy (strict), the import-layer contract and the whole test suite
+test: $(STAMP) redis-server lint typecheck layers unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs/snippets
+
+# The layers of src/addrbus (pyproject.toml, [tool.importlinter]): imports point down only.
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

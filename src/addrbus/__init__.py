@@ -22,9 +22,8 @@ from ._exceptions import (
 )
 from ._jobs import Job, at, cron, every
 from ._message import Message
+from ._version import __version__ as __version__
 from ._wire.sealing import generate_key
-
-__version__ = "0.1.0"
 
 __all__ = [
     "BusError",

@@ -60,7 +60,7 @@ class Registering:
             ValueError: for a bad address.
             ConfigError: for a handler that cannot be called with one message.
         """
-        localns = sys._getframe(1).f_locals
+        localns = sys._getframe(1).f_locals  # noqa: SLF001 - the caller's names resolve its annotations
         return self._in.decorator_or_registration(address, handler, False, max_queue, concurrency, localns)
 
     @overload
@@ -76,7 +76,7 @@ class Registering:
 
         As :meth:`consumer`, but an unannotated parameter gets the body, not the Message.
         """
-        localns = sys._getframe(1).f_locals
+        localns = sys._getframe(1).f_locals  # noqa: SLF001 - the caller's names resolve its annotations
         return self._in.decorator_or_registration(address, handler, True, max_queue, concurrency, localns)
 
     def stream(self, address: Any, body_type: Any = None, *, max_queue: int | None = None) -> Stream:

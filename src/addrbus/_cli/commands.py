@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic_core import to_jsonable_python
 
-from .. import EventBus, generate_key
+from .._bus import EventBus
+from .._wire.sealing import generate_key
 from ..transports.registry import redact
 from .errors import EXIT_OK, UsageError
 

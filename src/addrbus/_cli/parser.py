@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from .. import __version__
 from .._addresses import address_of
+from .._version import __version__
 from .commands import DEFAULT_URL, Command, keygen, listen, nodes, publish, request, send
 from .errors import UsageError
 

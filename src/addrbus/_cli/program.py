@@ -14,7 +14,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from .. import BusError, ConfigError, ReplyError
+from .._exceptions import BusError, ConfigError, ReplyError
 from .commands import Command
 from .errors import (
     EXIT_INTERRUPTED,
