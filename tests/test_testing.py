@@ -31,6 +31,10 @@ class Hook:
     def __init__(self) -> None:
         self._observers: list[Callable[[str, str, Any, dict[str, str]], None]] = []
 
+    def add_observer(self, observer: Callable[[str, str, Any, dict[str, str]], None]) -> Callable[[], None]:
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer)
+
     def emit(self, kind: str, address: str, body: Any, headers: dict[str, str] | None = None) -> None:
         for observer in list(self._observers):
             observer(kind, address, body, headers or {})

@@ -164,6 +164,29 @@ class EventBus:
         self._state_listeners.append(listener)
         return lambda: self._state_listeners.remove(listener)
 
+    def add_observer(self, observer: Callable[[str, str, Any, dict[str, str]], None]) -> Callable[[], None]:
+        """Call ``observer(kind, address, body, headers)`` on each publish, send and request; return its remover.
+
+        The bus calls it for every publish, send and request it makes (``kind``
+        is ``"publish"``, ``"send"`` or ``"request"``), before delivery and
+        whether or not anyone handles the message. An observer that raises is
+        logged, never raised into the caller. ``addrbus.testing.Recorder`` is
+        built on it.
+
+        Args:
+            observer: called synchronously with the address as a string and the body as given.
+
+        Returns:
+            A function that removes the observer; calling it again does nothing.
+        """
+        self._observers.append(observer)
+
+        def remove() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return remove
+
     async def start(self) -> None:
         """Connect the transport and learn who consumes what; idempotent.
 

@@ -25,19 +25,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._addresses import address_of
+from .._addresses import address_of
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from types import TracebackType
 
-    from ._bus import EventBus
+    from .._bus import EventBus
 
 __all__ = ["Call", "Recorder", "bus", "recorder"]
 
-#: The bus attribute holding ``observer(kind, address, body, headers)`` callables,
-#: which ``publish``, ``send`` and ``request`` call before delivering.
-OBSERVERS = "_observers"
 KINDS = ("publish", "send", "request")
 
 
@@ -59,22 +56,22 @@ class Recorder:
     made, whether or not anyone handled them.
 
     Args:
-        bus: the bus to observe.
+        bus: the bus to observe, through its :meth:`~addrbus.EventBus.add_observer`.
         *addresses: record only these (``str``, ``str`` Enum or Endpoint).
 
     Raises:
-        TypeError: if ``bus`` cannot be observed (it has no observer hook).
+        TypeError: if ``bus`` cannot be observed (it has no ``add_observer``).
     """
 
     def __init__(self, bus: EventBus, *addresses: Any) -> None:
-        observers = getattr(bus, OBSERVERS, None)
-        if not isinstance(observers, list):
-            raise TypeError(f"{bus!r} cannot be observed: it has no {OBSERVERS} list of observers")
-        self._observers: list[Any] | None = observers
+        add_observer = getattr(bus, "add_observer", None)
+        if not callable(add_observer):
+            # The message still names _observers, as it did before add_observer: callers match on it.
+            raise TypeError(f"{bus!r} cannot be observed: it has no add_observer() method onto its _observers")
         self._only = frozenset(address_of(a) for a in addresses)
         self._calls: list[Call] = []
         self._waiters: list[tuple[str | None, str | None, int, asyncio.Future[None]]] = []
-        observers.append(self._observe)
+        self._remove: Callable[[], None] | None = add_observer(self._observe)
 
     def __enter__(self) -> Recorder:
         return self
@@ -86,9 +83,9 @@ class Recorder:
 
     def close(self) -> None:
         """Stop recording; what was recorded stays readable."""
-        observers, self._observers = self._observers, None
-        if observers is not None and self._observe in observers:
-            observers.remove(self._observe)
+        remove, self._remove = self._remove, None
+        if remove is not None:
+            remove()
 
     def _observe(self, kind: str, address: str, body: Any, headers: dict[str, str]) -> None:
         if self._only and address not in self._only:
@@ -168,7 +165,7 @@ class Recorder:
 @pytest.fixture
 async def bus() -> AsyncIterator[EventBus]:
     """Yield a started ``EventBus("memory://?serialize=1")``; stop it after the test."""
-    from ._bus import EventBus
+    from .._bus import EventBus
 
     try:
         asyncio.get_running_loop()
