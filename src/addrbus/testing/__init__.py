@@ -15,6 +15,8 @@ Installed with addrbus, the plugin gives every test two fixtures:
 
 - ``recorder``: a :class:`Recorder` of everything the ``bus`` fixture
   publishes, sends and requests.
+
+A third-party transport proves itself with :mod:`addrbus.testing.contract`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from .._bus import EventBus
 
 __all__ = ["Call", "Recorder", "bus", "recorder"]
+
+# A contract case that fails should show its values, as a project's own test would,
+# even where pytest did not load this plugin (and so did not mark addrbus for rewriting).
+pytest.register_assert_rewrite("addrbus.testing.contract")
 
 KINDS = ("publish", "send", "request")
 
