@@ -48,8 +48,7 @@ def imports(name: str, path: Path) -> list[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            for alias in node.names:
-                found.append(f"{target}.{alias.name}" if f"{target}.{alias.name}" in mods else target)
+            found.extend(f"{target}.{a.name}" if f"{target}.{a.name}" in mods else target for a in node.names)
     return found
 
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from addrbus.testing.contract import BusContract
 from tests.conftest import unique
 from tests.transports._entry_points import PIPE_SNIPPET, installed
-from tests.transports.contract import BusContract
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from addrbus.testing.contract import BusContract
 from tests.conftest import unique
-from tests.transports.contract import BusContract
 
 
 class TestMemoryHub(BusContract):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from addrbus.testing.contract import BusContract
 from tests.fixtures_redis import RedisServer
-from tests.transports.contract import BusContract
 
 
 class TestRedis(BusContract):

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from addrbus.testing.contract import BusContract
 from tests.fixtures_netns import require_private_netns
-from tests.transports.contract import BusContract
 
 
 def udp_url() -> str:

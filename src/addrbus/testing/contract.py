@@ -1,23 +1,50 @@
 """The transport contract: what every transport must do for the bus, as users see it.
 
-Each transport's test module subclasses :class:`BusContract` and provides
-``url()``; every case here then runs on that transport with two nodes (two
-buses) that share it, as two services would.
+A transport's test module subclasses :class:`BusContract` and provides
+``url()``; every case then runs on that transport with two or three nodes
+(buses) sharing it, as separate services would::
+
+    # test_my_transport.py
+    from addrbus.testing.contract import BusContract
+
+
+    class TestMyTransport(BusContract):
+        def url(self) -> str:
+            return "mine://localhost:4000"
+
+Run it with plain ``pytest``. The class brings every fixture it uses
+(``anyio_backend``, ``address``, ``make_bus``, ``nodes``) and marks its tests
+for anyio's pytest plugin, which is installed with addrbus, on asyncio; it
+needs nothing from your ``conftest.py``. Start a server in an autouse fixture
+of the subclass and build ``url()`` from it; raise ``settle`` for a transport
+whose nodes take longer to learn each other's registrations.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 
-from addrbus import EventBus, Message, NoHandlers, RecipientFailure, RecipientGone, RequestTimeout
-from tests.conftest import unique
+from .._bus import EventBus
+from .._exceptions import NoHandlers, RecipientFailure, RecipientGone, RequestTimeout
+from .._message import Message
+
+__all__ = ["BusContract"]
+
+_names = itertools.count()
+
+
+def _unique(prefix: str) -> str:
+    # Unique across the processes of one run (pytest-xdist) as well as within one.
+    return f"{prefix}-{os.getpid()}-{next(_names)}"
 
 
 class Order(BaseModel):
@@ -34,26 +61,56 @@ class Receipt(BaseModel):
 
 WAIT = 10.0  # seconds: generous bounds on waits that should take milliseconds
 
+#: ``await nodes(count=2, **options)``: that many unstarted buses sharing the transport.
+Nodes = Callable[..., Awaitable[list[EventBus]]]
+
 
 class BusContract:
-    """Cases that every transport must pass."""
+    """Cases that every transport must pass; subclass it and provide ``url()``."""
+
+    pytestmark = pytest.mark.anyio
 
     #: Seconds a node needs to learn another's new registration.
     settle = 2.0
 
     def url(self) -> str:
-        raise NotImplementedError
+        """Return the URL of the transport under test; each call may name a fresh hub or group."""
+        raise NotImplementedError("a BusContract subclass must define url()")
 
     @pytest.fixture
-    async def nodes(self, make_bus: Callable[..., EventBus]) -> AsyncIterator[Callable[..., Any]]:
-        namespace = unique("ns")
+    def anyio_backend(self) -> str:
+        """Run on asyncio, the loop addrbus runs on."""
+        return "asyncio"
+
+    @pytest.fixture
+    def address(self) -> str:
+        """Return an address no other test uses."""
+        return _unique("addr")
+
+    @pytest.fixture
+    async def make_bus(self) -> AsyncIterator[Callable[..., EventBus]]:
+        """Build buses as users do; stop every one at teardown."""
+        buses: list[EventBus] = []
+
+        def make(url: str | None = None, **options: Any) -> EventBus:
+            bus = EventBus(url, **options)
+            buses.append(bus)
+            return bus
+
+        yield make
+        for bus in buses:
+            await bus.stop()
+
+    @pytest.fixture
+    def nodes(self, make_bus: Callable[..., EventBus]) -> Nodes:
+        """Return ``await nodes(count, **options)``: that many unstarted buses on ``url()``, in one namespace."""
+        namespace = _unique("ns")
         url = self.url()
 
         async def start(count: int = 2, **options: Any) -> list[EventBus]:
-            buses = [make_bus(url, namespace=namespace, **options) for _ in range(count)]
-            return buses
+            return [make_bus(url, namespace=namespace, **options) for _ in range(count)]
 
-        yield start
+        return start
 
     async def started(self, *buses: EventBus) -> None:
         for bus in buses:
@@ -65,7 +122,7 @@ class BusContract:
 
     # -- request/reply -----------------------------------------------------------
 
-    async def test_request_reply_between_nodes(self, nodes: Any, address: str) -> None:
+    async def test_request_reply_between_nodes(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
 
         @server.on(address)
@@ -75,7 +132,7 @@ class BusContract:
         await self.started(server, client)
         assert await client.request(address, 21, timeout=WAIT) == 42
 
-    async def test_typed_bodies_round_trip(self, nodes: Any, address: str) -> None:
+    async def test_typed_bodies_round_trip(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
         seen: list[Order] = []
 
@@ -91,7 +148,7 @@ class BusContract:
         assert seen == [order]
         assert isinstance(seen[0].placed, datetime) and seen[0].placed == order.placed
 
-    async def test_request_message_carries_ids_and_headers(self, nodes: Any, address: str) -> None:
+    async def test_request_message_carries_ids_and_headers(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
         received: list[Message[Any]] = []
 
@@ -110,7 +167,7 @@ class BusContract:
         assert reply.correlation_id == msg.correlation_id
         assert reply.sender == server.node_id
 
-    async def test_explicit_reply_and_fail(self, nodes: Any, address: str) -> None:
+    async def test_explicit_reply_and_fail(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
 
         @server.consumer(address)
@@ -127,7 +184,7 @@ class BusContract:
             await client.request(address, "bad", timeout=WAIT)
         assert info.value.code == 409 and info.value.message == "conflict"
 
-    async def test_handler_exception_is_recipient_failure_not_timeout(self, nodes: Any, address: str) -> None:
+    async def test_handler_exception_is_recipient_failure_not_timeout(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
 
         @server.on(address)
@@ -143,7 +200,7 @@ class BusContract:
         assert info.value.remote_type == "KeyError"
         assert "missing thing" in info.value.message
 
-    async def test_invalid_body_names_fields_not_values(self, nodes: Any, address: str) -> None:
+    async def test_invalid_body_names_fields_not_values(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
         calls: list[Order] = []
 
@@ -159,7 +216,7 @@ class BusContract:
         assert "SECRET-NOT-A-UUID" not in text
         assert calls == []
 
-    async def test_no_handlers_is_immediate(self, nodes: Any, address: str) -> None:
+    async def test_no_handlers_is_immediate(self, nodes: Nodes, address: str) -> None:
         (client,) = await nodes(1)
         await self.started(client)
         with pytest.raises(NoHandlers):
@@ -167,7 +224,7 @@ class BusContract:
         with pytest.raises(NoHandlers):
             await client.send(address, 1)
 
-    async def test_timeout(self, nodes: Any, address: str) -> None:
+    async def test_timeout(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
         release = asyncio.Event()
 
@@ -188,7 +245,7 @@ class BusContract:
 
     # -- send and publish --------------------------------------------------------
 
-    async def test_send_round_robin_across_nodes(self, nodes: Any, address: str) -> None:
+    async def test_send_round_robin_across_nodes(self, nodes: Nodes, address: str) -> None:
         a, b, client = await nodes(3)
         got: dict[str, int] = {"a": 0, "b": 0}
         done = asyncio.Event()
@@ -209,7 +266,7 @@ class BusContract:
         await asyncio.wait_for(done.wait(), WAIT)
         assert got == {"a": 5, "b": 5}
 
-    async def test_publish_reaches_every_handler_once(self, nodes: Any, address: str) -> None:
+    async def test_publish_reaches_every_handler_once(self, nodes: Nodes, address: str) -> None:
         a, b, publisher = await nodes(3)
         got: list[tuple[str, int]] = []
         done = asyncio.Event()
@@ -233,7 +290,7 @@ class BusContract:
         assert sorted(got) == sorted((n, v) for n in ("a1", "a2", "b", "local") for v in (7, 8))
         assert publisher.stats()["published"] == 2
 
-    async def test_order_from_one_sender_is_kept(self, nodes: Any, address: str) -> None:
+    async def test_order_from_one_sender_is_kept(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
         got: list[int] = []
         done = asyncio.Event()
@@ -252,7 +309,7 @@ class BusContract:
 
     # -- streams and unregister --------------------------------------------------
 
-    async def test_stream_receives_and_replies(self, nodes: Any, address: str) -> None:
+    async def test_stream_receives_and_replies(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
         await self.started(server, client)
         async with server.stream(address, int) as messages:
@@ -266,7 +323,7 @@ class BusContract:
         with pytest.raises(NoHandlers):
             await client.send(address, 1)
 
-    async def test_unregister_stops_delivery(self, nodes: Any, address: str) -> None:
+    async def test_unregister_stops_delivery(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes()
 
         async def handle(n: int) -> int:
@@ -284,7 +341,7 @@ class BusContract:
     async def _until_gone(self, bus: EventBus, address: str) -> None:
         await bus.wait_for_handlers(address, 0, exactly=True, timeout=self.settle + WAIT)
 
-    async def test_node_that_stops_fails_what_it_owed(self, nodes: Any, address: str) -> None:
+    async def test_node_that_stops_fails_what_it_owed(self, nodes: Nodes, address: str) -> None:
         server, client = await nodes(stop_timeout=0.2)
         started = asyncio.Event()
 

@@ -15,6 +15,8 @@ Installed with addrbus, the plugin gives every test two fixtures:
 
 - ``recorder``: a :class:`Recorder` of everything the ``bus`` fixture
   publishes, sends and requests.
+
+A third-party transport proves itself with :mod:`addrbus.testing.contract`.
 """
 
 from __future__ import annotations
@@ -25,19 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._addresses import address_of
+from .._addresses import address_of
+from .._bus import EventBus
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
     from types import TracebackType
-
-    from ._bus import EventBus
 
 __all__ = ["Call", "Recorder", "bus", "recorder"]
 
-#: The bus attribute holding ``observer(kind, address, body, headers)`` callables,
-#: which ``publish``, ``send`` and ``request`` call before delivering.
-OBSERVERS = "_observers"
+# A contract case that fails should show its values, as a project's own test would,
+# even where pytest did not load this plugin (and so did not mark addrbus for rewriting).
+pytest.register_assert_rewrite("addrbus.testing.contract")
+
 KINDS = ("publish", "send", "request")
 
 
@@ -59,22 +61,22 @@ class Recorder:
     made, whether or not anyone handled them.
 
     Args:
-        bus: the bus to observe.
+        bus: the bus to observe, through its :meth:`~addrbus.EventBus.add_observer`.
         *addresses: record only these (``str``, ``str`` Enum or Endpoint).
 
     Raises:
-        TypeError: if ``bus`` cannot be observed (it has no observer hook).
+        TypeError: if ``bus`` cannot be observed (it has no ``add_observer``).
     """
 
     def __init__(self, bus: EventBus, *addresses: Any) -> None:
-        observers = getattr(bus, OBSERVERS, None)
-        if not isinstance(observers, list):
-            raise TypeError(f"{bus!r} cannot be observed: it has no {OBSERVERS} list of observers")
-        self._observers: list[Any] | None = observers
+        add_observer = getattr(bus, "add_observer", None)
+        if not callable(add_observer):
+            # The message names the _observers list add_observer replaced: callers matched on that word.
+            raise TypeError(f"{bus!r} cannot be observed: it has no add_observer() (once its _observers list)")
         self._only = frozenset(address_of(a) for a in addresses)
         self._calls: list[Call] = []
         self._waiters: list[tuple[str | None, str | None, int, asyncio.Future[None]]] = []
-        observers.append(self._observe)
+        self._remove: Callable[[], None] | None = add_observer(self._observe)
 
     def __enter__(self) -> Recorder:
         return self
@@ -86,9 +88,9 @@ class Recorder:
 
     def close(self) -> None:
         """Stop recording; what was recorded stays readable."""
-        observers, self._observers = self._observers, None
-        if observers is not None and self._observe in observers:
-            observers.remove(self._observe)
+        remove, self._remove = self._remove, None
+        if remove is not None:
+            remove()
 
     def _observe(self, kind: str, address: str, body: Any, headers: dict[str, str]) -> None:
         if self._only and address not in self._only:
@@ -168,8 +170,6 @@ class Recorder:
 @pytest.fixture
 async def bus() -> AsyncIterator[EventBus]:
     """Yield a started ``EventBus("memory://?serialize=1")``; stop it after the test."""
-    from ._bus import EventBus
-
     try:
         asyncio.get_running_loop()
     except RuntimeError:
