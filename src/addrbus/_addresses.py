@@ -37,6 +37,8 @@ def address_of(address: Any) -> str:
         raise ValueError(f"an address must be at most {MAX_ADDRESS_LENGTH} characters, got {len(value)}")
     if has_control_chars(value):
         raise ValueError("an address must not contain control characters")
+    if not value.isascii() and not is_encodable(value):
+        raise ValueError("an address must be valid Unicode text (no lone surrogates)")
     if len(_valid) < _CACHE_LIMIT:
         try:
             _valid[address] = value
@@ -48,6 +50,15 @@ def address_of(address: Any) -> str:
 def has_control_chars(value: str) -> bool:
     """Tell whether ``value`` holds a C0 or C1 control character (or DEL)."""
     return any(c < " " or "\x7f" <= c <= "\x9f" for c in value)
+
+
+def is_encodable(value: str) -> bool:
+    """Tell whether ``value`` can travel as UTF-8 (a lone surrogate cannot)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def is_valid_address(value: str) -> bool:

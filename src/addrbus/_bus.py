@@ -81,6 +81,8 @@ class EventBus(Registering, Sending):
         self._on_frame = self._inbound.on_frame
         self._state_listeners: list[Callable[[str], Any]] = []
         self._scheduler: JobScheduler | None = None
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -138,11 +140,22 @@ class EventBus(Registering, Sending):
         Raises:
             TransportError: if the transport cannot start.
         """
+        async with self._lifecycle():
+            if not self._node.running:
+                await self._start()
+
+    def _lifecycle(self) -> asyncio.Lock:
+        """Return the lock that makes concurrent start() and stop() calls take turns (one per loop)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
+
+    async def _start(self) -> None:
         node = self._node
-        if node.running:
-            return
         node.renew()  # a restarted bus is a new node to its peers
-        self._pending.open(asyncio.get_running_loop())
+        node.loop = asyncio.get_running_loop()
+        self._pending.open(node.loop)
         self._out.forget()
         self._wire.reset()
         self._transport.on_state(self._transport_state_changed)
@@ -151,7 +164,7 @@ class EventBus(Registering, Sending):
         try:
             await self._membership.start(self._transport.needs_heartbeat)
         except BaseException:
-            await self.stop()
+            await self._stop()
             raise
         if self._scheduler is not None:
             await self._scheduler.start()
@@ -163,9 +176,18 @@ class EventBus(Registering, Sending):
         Messages already queued for local handlers are handled before it returns
         (within ``stop_timeout``). Idempotent; the bus can be started again.
         """
+        if self._stopping:
+            return  # stop() from a handler while the bus stops: that stop() is already ending it
+        async with self._lifecycle():
+            if self._node.running:
+                self._stopping = True
+                try:
+                    await self._stop()
+                finally:
+                    self._stopping = False
+
+    async def _stop(self) -> None:
         node = self._node
-        if not node.running:
-            return
         if self._scheduler is not None:
             await self._scheduler.stop()
         node.running = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from .._ids import id_source, new_node_id
 
 
@@ -14,13 +16,15 @@ class Node:
         next_id: make a message id unique across the bus.
         running: the bus takes new messages.
         answering: replies still go out (true while ``stop()`` lets handlers finish).
+        loop: the event loop the bus was started on; every call must come from it.
     """
 
-    __slots__ = ("answering", "id", "namespace", "next_id", "running")
+    __slots__ = ("answering", "id", "loop", "namespace", "next_id", "running")
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.running = self.answering = False
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, while running
         self.id = ""
         self.renew()
 

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from .._addresses import address_of
 from .._endpoint import TypedAddress
-from .._exceptions import BusNotRunning, DeliveryUnknown, NoHandlers, RecipientFailure, RecipientGone, TransportError
+from .._exceptions import (
+    BusError,
+    BusNotRunning,
+    DeliveryUnknown,
+    NoHandlers,
+    RecipientFailure,
+    RecipientGone,
+    TransportError,
+)
 from .._ids import now
 from .._wire.bodies import spec_for
 from .._wire.envelope import Envelope, check_headers, make_envelope
@@ -29,6 +37,26 @@ Observer = Callable[[str, str, Any, dict[str, str]], None]
 Remote = tuple[str, Envelope, Any]
 
 _NOT_RUNNING = "the bus is not running: use 'async with bus:' or 'await bus.start()' first"
+_OTHER_LOOP = (
+    "this bus runs on another event loop (or thread): call it from a coroutine on the bus's own event loop, e.g."
+    " asyncio.run_coroutine_threadsafe(bus.publish(...), bus_loop) from another thread"
+)
+
+#: The longest request timeout, in seconds (about 11.6 days); longer ones, and infinity, are refused.
+MAX_TIMEOUT = 1_000_000
+
+
+def check_loop(node: Node) -> None:
+    """Refuse a call made outside the bus's event loop (another thread's loop, or no loop at all).
+
+    :raises BusError: naming ``asyncio.run_coroutine_threadsafe``, the way to call it from elsewhere.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not node.loop:
+        raise BusError(_OTHER_LOOP)
 
 
 class Outbound:
@@ -79,6 +107,8 @@ class Outbound:
         node = self._node
         if not node.running:
             raise BusNotRunning(_NOT_RUNNING)
+        if asyncio.get_running_loop() is not node.loop:
+            check_loop(node)
         hdrs = check_headers(headers)
         if self._observers:
             self._notify("publish", addr, body, hdrs)
@@ -102,6 +132,8 @@ class Outbound:
         node = self._node
         if not node.running:
             raise BusNotRunning(_NOT_RUNNING)
+        if asyncio.get_running_loop() is not node.loop:
+            check_loop(node)
         hdrs = check_headers(headers)
         if self._observers:
             self._notify("send", addr, body, hdrs)
@@ -130,8 +162,10 @@ class Outbound:
         node = self._node
         if not node.running:
             raise BusNotRunning(_NOT_RUNNING)
-        if not timeout > 0:
-            raise ValueError("timeout must be a positive number of seconds")
+        if asyncio.get_running_loop() is not node.loop:
+            check_loop(node)
+        if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
+            raise ValueError(f"timeout must be a positive, finite number of seconds, at most {MAX_TIMEOUT:,}")
         hdrs = check_headers(headers) if headers else {}
         if self._observers:
             self._notify("request", addr, body, hdrs)

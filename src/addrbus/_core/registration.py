@@ -174,7 +174,11 @@ class Registration:
                         counters.delivered += 1
                         try:
                             result = await handler(body)
-                        except Exception as exc:
+                        except (KeyboardInterrupt, SystemExit):
+                            raise
+                        except BaseException as exc:
+                            if _cancelled(exc):
+                                raise
                             await self._failed(exc, item[4], item[5])
                         else:
                             cid = item[4]
@@ -231,8 +235,18 @@ class Registration:
             if self._is_async:
                 result = await self.handler(*args)
             else:
-                result = await run_in_thread(self.handler, *args)
-        except Exception as exc:
+                try:
+                    result = await run_in_thread(self.handler, *args)
+                except asyncio.CancelledError as exc:
+                    if _cancelled(exc):  # stop() gave up on it; the thread itself cannot be stopped
+                        logger.warning("handler %s at %r still runs in its worker thread; stop() abandoned it",
+                                       handler_name(self.handler), self.address)
+                    raise
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            if _cancelled(exc):
+                raise
             if msg is None or msg.__pydantic_private__["_answer"] is not None:  # type: ignore[index]
                 await self._failed(exc, cid, reply_to)
             else:
@@ -245,11 +259,23 @@ class Registration:
         else:
             await replies.answer(cid, reply_to, "reply", result, 0, "", "")
 
-    async def _failed(self, exc: Exception, cid: str | None, reply_to: str | None) -> None:
+    async def _failed(self, exc: BaseException, cid: str | None, reply_to: str | None) -> None:
         self._host.counters.count("failures.handler")
         logger.exception("handler %s for %r raised", handler_name(self.handler), self.address)
         if cid is not None:
             await self._host.replies.answer(cid, reply_to, "fail", None, 500, str(exc), type(exc).__name__)
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is this runner being cancelled, not a handler raising CancelledError itself.
+
+    A handler that raises ``CancelledError`` (or another ``BaseException``) on its own has
+    failed, like one that raises ``ValueError``: its runner must live on for the backlog.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class _Answer:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
-from .._exceptions import BusError
 from .handlers import PASS_INLINE, inspect_handler
+from .outbound import check_loop
 from .registration import Registration
 
 if TYPE_CHECKING:
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from .routing import Router
 
 F = TypeVar("F", bound=Callable[..., Any])
+logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
+
+#: Seconds ``stop()`` gives cancelled handlers to end before it abandons them.
+CANCEL_GRACE = 0.5
 
 
 class Registry:
@@ -61,11 +66,8 @@ class Registry:
              max_queue: int | None, concurrency: int | None) -> Registration:
         addr = address_of(address)
         if self.node.running:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                # Peers must hear of the new handler, which takes the bus's loop.
-                raise BusError("register handlers on a running bus from a coroutine on its event loop") from None
+            # Peers must hear of the new handler, which takes the bus's loop.
+            check_loop(self.node)
         reg = Registration(
             self, addr, handler, pass_mode=pass_mode, spec=spec,
             max_queue=max_queue or self.max_queue, concurrency=concurrency or self.concurrency,
@@ -104,6 +106,19 @@ class Registry:
         for wake in list(self.wakers):
             wake()
 
+    async def _cancel(self, tasks: set[asyncio.Task[None]]) -> None:
+        """Cancel ``tasks``; abandon, with a warning each, those still running ``CANCEL_GRACE`` seconds later."""
+        for task in tasks:
+            task.cancel()
+        _, stuck = await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        if stuck:
+            owners = {t: r for regs in self._router.local.values() for r in regs for t in r.tasks}
+            owners.update({t: r for r in self._detached for t in r.tasks})
+            for task in stuck:
+                reg = owners.get(task)
+                logger.warning("a handler %s did not stop when cancelled; stop() abandoned it",
+                               "of an unknown registration" if reg is None else f"at {reg.address!r} ({reg!r})")
+
     async def drain(self, timeout: float | None, cancel: bool) -> bool:
         """Wait until every message handed to local handlers has been handled; False if ``timeout`` came first.
 
@@ -123,8 +138,6 @@ class Registry:
             left = None if deadline is None else deadline - loop.time()
             if left is not None and left <= 0:
                 if cancel:
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
+                    await self._cancel(tasks)
                 return False
             await asyncio.wait(tasks, timeout=left)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import heapq
 import logging
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -47,6 +48,9 @@ class Pending(NamedTuple):
     address: str
 
 
+#: Distinct timeout values that get a FIFO of their own; the rest share a heap.
+MAX_FIFOS = 64
+
 _new_pending = tuple.__new__
 _monotonic = time.monotonic
 
@@ -61,13 +65,20 @@ class PendingRequests:
     made, so each distinct timeout keeps a FIFO of (deadline, id) and one timer
     is armed for the earliest deadline overall. This is O(1) a request, where
     a timer per request costs a heap push and a cancel (a third of a local
-    round trip).
+    round trip). Past ``MAX_FIFOS`` distinct timeouts (jittered ones,
+    ``timeout=deadline - loop.time()``), the rest share one heap.
+
+    Memory is bounded by what is pending: an answered request leaves its
+    (deadline, id) behind until its deadline, so once those outnumber the
+    pending ones by ``2x + 1024`` every queue is compacted.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop  # set by open() when the bus starts
         self._entries: dict[str, Pending] = {}
         self._fifos: dict[float, collections.deque[tuple[float, str]]] = {}
+        self._heap: list[tuple[float, str, float]] = []  # (deadline, id, timeout) past MAX_FIFOS timeouts
+        self._queued = 0  # (deadline, id) pairs in the FIFOs and the heap, answered or not
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
 
@@ -85,18 +96,32 @@ class PendingRequests:
         entries = self._entries
         entries[cid] = _new_pending(Pending, (future, node, spec, address))
         fifo = self._fifos.get(timeout)
-        if fifo is None:
+        if fifo is None and len(self._fifos) < MAX_FIFOS:
             fifo = self._fifos[timeout] = collections.deque()
-        elif len(fifo) > 2 * len(entries) + 1024:
-            # Answered requests stay in the FIFO until their deadline; compact now
-            # and then so a burst of them cannot pile up for a whole timeout.
-            live = [item for item in fifo if item[1] in entries]
-            fifo.clear()
-            fifo.extend(live)
-        fifo.append((deadline, cid))
+        if fifo is not None:
+            fifo.append((deadline, cid))
+        else:
+            heapq.heappush(self._heap, (deadline, cid, timeout))
+        self._queued += 1
+        if self._queued > 2 * len(entries) + 1024:
+            self._compact()
         if deadline < self._timer_at:
             self._arm(deadline)
         return future
+
+    def _compact(self) -> None:
+        """Drop the (deadline, id) pairs of requests no longer pending, and the FIFOs left empty."""
+        entries = self._entries
+        for timeout, fifo in list(self._fifos.items()):
+            live = [item for item in fifo if item[1] in entries]
+            if live:
+                fifo.clear()
+                fifo.extend(live)
+            else:
+                del self._fifos[timeout]
+        self._heap = [item for item in self._heap if item[1] in entries]
+        heapq.heapify(self._heap)
+        self._queued = sum(map(len, self._fifos.values())) + len(self._heap)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -104,30 +129,41 @@ class PendingRequests:
         self._timer_at = when
         self._timer = self._loop.call_at(when, self._expire)  # type: ignore[union-attr]
 
+    def _time_out(self, cid: str, timeout: float) -> None:
+        entry = self._entries.pop(cid)
+        if not entry.future.done():
+            entry.future.set_exception(RequestTimeout(f"no reply from {entry.address!r} within {timeout:g} s", code=-1))
+
     def _expire(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
         t = _monotonic()
         entries = self._entries
         earliest = float("inf")
+        popped = 0
         for timeout, fifo in list(self._fifos.items()):
             while fifo:
                 deadline, cid = fifo[0]
-                entry = entries.get(cid)
-                if entry is None:
-                    fifo.popleft()
-                elif deadline <= t:
-                    fifo.popleft()
-                    if not entry.future.done():
-                        entry.future.set_exception(
-                            RequestTimeout(f"no reply from {entry.address!r} within {timeout:g} s", code=-1)
-                        )
-                    del entries[cid]
-                else:
+                if cid in entries and deadline > t:
                     earliest = min(earliest, deadline)
                     break
+                fifo.popleft()
+                popped += 1
+                if cid in entries:
+                    self._time_out(cid, timeout)
             if not fifo:
                 del self._fifos[timeout]
+        heap = self._heap
+        while heap:
+            deadline, cid, timeout = heap[0]
+            if cid in entries and deadline > t:
+                earliest = min(earliest, deadline)
+                break
+            heapq.heappop(heap)
+            popped += 1
+            if cid in entries:
+                self._time_out(cid, timeout)
+        self._queued -= popped
         if earliest != float("inf"):
             self._arm(earliest)
 
@@ -154,6 +190,8 @@ class PendingRequests:
             self._timer = None
             self._timer_at = float("inf")
         self._fifos.clear()
+        self._heap.clear()
+        self._queued = 0
 
     def fail_node(self, node: str, make_error: type[ReplyError], why: str) -> int:
         """Fail every request owed by ``node``; return how many."""
@@ -207,7 +245,13 @@ class Replies:
                      remote_type: str, headers: dict[str, str] | None = None) -> None:
         """Answer a request: resolve it here, or send the answer to the requesting node."""
         failure_type = remote_type if remote_type in _FAILURES else "RECIPIENT_FAILURE"
-        hdrs = check_headers(headers) if headers else {}
+        try:
+            hdrs = check_headers(headers) if headers else {}
+        except (TypeError, ValueError) as exc:
+            # The requester must not wait for its timeout: fail it now; the handler's
+            # own log line (it gets the error) says why.
+            await self.answer(cid, reply_to, "fail", None, 500, f"the reply was refused: {exc}", "InvalidReply")
+            raise
         node = self._node
         if reply_to == node.id:
             self.resolve(cid, kind, body, False, hdrs, node.id, code, message, remote_type, failure_type)

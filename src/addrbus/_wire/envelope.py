@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._addresses import has_control_chars
+from .._addresses import has_control_chars, is_encodable
 from .._exceptions import ConfigError
 
 WIRE_VERSION = 1
@@ -90,6 +90,8 @@ def check_headers(headers: dict[str, str] | None) -> dict[str, str]:
     for key, value in headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("header names and values must be strings")
+        if not (key.isascii() and value.isascii()) and not (is_encodable(key) and is_encodable(value)):
+            raise ValueError("header names and values must be valid Unicode text (no lone surrogates)")
         size += len(key) + len(value)
     if size > MAX_HEADER_CHARS:
         raise ValueError(f"headers must total at most {MAX_HEADER_CHARS} characters")

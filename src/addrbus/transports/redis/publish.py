@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -27,6 +29,9 @@ from typing import Any
 
 from ..._exceptions import DeliveryUnknown, TransportError
 from .wire import CRLF
+
+#: Distinct call bounds (timeouts) that get a FIFO of their own; the rest share a heap.
+MAX_BOUNDS = 64
 
 Send = Callable[[list[bytes]], Awaitable[None]]
 Read = Callable[[], Awaitable[Any]]
@@ -56,6 +61,10 @@ class Publisher:
         self._solo = True  # the last write carried one frame: traffic is sequential
         # Per bound (``within``), the calls' deadlines in call order; one timer for the earliest.
         self._deadlines: dict[float, deque[tuple[float, asyncio.Future[int]]]] = {}
+        # Past MAX_BOUNDS distinct bounds (jittered timeouts), the rest share one heap.
+        self._heap: list[tuple[float, int, asyncio.Future[int]]] = []
+        self._order = itertools.count()  # ties in the heap: futures do not compare
+        self._tracked = 0  # entries in the FIFOs and the heap, answered or not
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
@@ -102,17 +111,37 @@ class Publisher:
                 self._wake = None
                 wake.set_result(None)
         fifo = self._deadlines.get(within)
-        if fifo is None:
+        if fifo is None and len(self._deadlines) < MAX_BOUNDS:
             fifo = self._deadlines[within] = deque()
-        else:
+        elif fifo is not None:
             # Replies come in order, so answered calls gather at the head: drop them as we go.
             while fifo and fifo[0][1].done():
                 fifo.popleft()
+                self._tracked -= 1
         # Waiters for room are served in call order, so deadlines stay sorted in each FIFO.
-        fifo.append((deadline, fut))
+        if fifo is not None:
+            fifo.append((deadline, fut))
+        else:
+            heapq.heappush(self._heap, (deadline, next(self._order), fut))
+        self._tracked += 1
+        if self._tracked > 2 * self.pending + 1024:
+            self._compact()
         if deadline < self._timer_at:
             self._arm(loop, deadline)
         return await fut
+
+    def _compact(self) -> None:
+        """Forget answered calls: memory stays bounded by what is in flight, whatever the bounds."""
+        for within, fifo in list(self._deadlines.items()):
+            live = [item for item in fifo if not item[1].done()]
+            if live:
+                fifo.clear()
+                fifo.extend(live)
+            else:
+                del self._deadlines[within]
+        self._heap = [item for item in self._heap if not item[2].done()]
+        heapq.heapify(self._heap)
+        self._tracked = sum(map(len, self._deadlines.values())) + len(self._heap)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
@@ -139,6 +168,16 @@ class Publisher:
                     break
             if not fifo:
                 del self._deadlines[within]
+        heap = self._heap
+        while heap:
+            deadline, _, fut = heap[0]
+            if not fut.done() and deadline > now:
+                earliest = min(earliest, deadline)
+                break
+            heapq.heappop(heap)
+            if not fut.done():
+                self._expire(fut)
+        self._tracked = sum(map(len, self._deadlines.values())) + len(heap)
         if earliest != math.inf:
             self._arm(loop, earliest)
 
@@ -215,6 +254,8 @@ class Publisher:
         self._queued.clear()
         self._inflight.clear()
         self._deadlines.clear()
+        self._heap.clear()
+        self._tracked = 0
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
