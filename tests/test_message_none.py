@@ -3,7 +3,8 @@
 A handler annotated ``msg: Message[None]`` (as in TinyBus's own test suite) takes
 requests, sends and publishes without a body, and gets ``msg.body is None``. A body
 sent there is a caller's mistake: a request gets ``RecipientFailure`` 422 that says
-no body was expected, as any body that fails a handler's type does.
+no body was expected, as any body that fails a handler's type does. (A request
+with and without a body, locally and remotely, is ``tests/test_hostile_compat.py``.)
 """
 
 from __future__ import annotations
@@ -48,27 +49,6 @@ async def pair(url: str, make_bus: Callable[..., EventBus], where: str) -> tuple
     responder = make_bus(url, namespace=namespace, startup_wait=0.05)
     requester = responder if where == "local" else make_bus(url, namespace=namespace, startup_wait=0.05)
     return responder, requester
-
-
-@pytest.mark.parametrize("where", ["local", "remote"])
-async def test_message_none_answers_requests_without_a_body(
-    url: str, make_bus: Callable[..., EventBus], address: str, where: str
-) -> None:
-    responder, requester = await pair(url, make_bus, where)
-    bodies: list[object] = []
-
-    @responder.consumer(address)
-    async def ping(msg: Message[None]) -> str:
-        bodies.append(msg.body)
-        return "pong"
-
-    await responder.start()
-    await requester.start()
-    await requester.wait_for_handlers(address, 1, timeout=WAIT)
-    answers = [await requester.request(address, timeout=WAIT) for _ in range(5)]
-    answers.append(await requester.request(address, None, timeout=WAIT))
-    assert answers == ["pong"] * 6
-    assert bodies == [None] * 6
 
 
 @pytest.mark.parametrize("where", ["local", "remote"])
