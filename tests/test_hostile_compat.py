@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from addrbus import Client, EventBus, Message, RecipientFailure
-from tests._hostile import WAIT, issue
+from tests._hostile import WAIT
 from tests.conftest import unique
 from tests.fixtures_netns import require_private_netns
 from tests.transports.test_udp import udp_url
@@ -46,7 +46,6 @@ def url(request: pytest.FixtureRequest) -> str:
 # -- Message[None]: an address that carries no body ------------------------------------------------
 
 
-@issue("Message[None] (a handler annotated msg: Message[None] rejects every request with 422)")
 @pytest.mark.parametrize("where", ["remote", "local"])
 async def test_a_handler_of_message_none_takes_requests_without_a_body(
     url: str, make_bus: Callable[..., EventBus], address: str, where: str
@@ -84,7 +83,6 @@ class Point:
         yield "y", self.y
 
 
-@issue("autobus plain classes (a dict(obj) class fails at start() with PydanticSchemaGenerationError)")
 @pytest.mark.parametrize("style", ["async", "sync"])
 async def test_an_autobus_event_of_a_plain_class_reaches_its_subscriber(url: str, style: str) -> None:
     """An event of a plain class (not a model) is published and rebuilt with ``Point(**dict(event))``."""
@@ -119,7 +117,6 @@ async def test_an_autobus_event_of_a_plain_class_reaches_its_subscriber(url: str
 # -- autobus: the key command ----------------------------------------------------------------------
 
 
-@issue("python -m addrbus.serializer generate (autobus's key command is missing)")
 def test_python_m_addrbus_serializer_generate_prints_a_key() -> None:
     """``python -m addrbus.serializer generate`` prints one Fernet key a bus accepts, as autobus's command does."""
     done = subprocess.run(

@@ -444,7 +444,6 @@ def documented_windows(page: str) -> list[int]:
     return [int(n.replace(",", "")) for line in lines if "duplicate" in line.lower() for n in _IDS.findall(line)]
 
 
-@issue("item 12 (the docs say 100,000 ids are remembered for duplicate detection; the code keeps 16,384)")
 @pytest.mark.parametrize("page", ["docs/security.md", "docs/membership.md"])
 def test_the_documented_duplicate_window_is_the_real_one(page: str) -> None:
     """Every figure the page gives for the duplicate window is the code's own."""
@@ -453,7 +452,6 @@ def test_the_documented_duplicate_window_is_the_real_one(page: str) -> None:
     assert set(figures) == {dedup_window()}, f"{page} says {figures}; the code keeps {dedup_window()}"
 
 
-@issue("item 12 (a duplicate within the documented window is delivered again)")
 async def test_a_duplicate_within_the_documented_window_is_dropped(
     make_bus: Callable[..., EventBus], address: str
 ) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .._bus import EventBus
 from .._exceptions import ConfigError
 from .._signals import stop_on_signals
-from .events import event_address, register
+from .events import event_address, event_body, register
 
 if TYPE_CHECKING:
     from .._core.registration import Registration
@@ -144,8 +144,10 @@ class Client:
 
         Safe from sync and async code and from any thread. Before ``start()``
         the event waits in the outbox; once started, events go out in the order
-        published. An event the bus then refuses (too large, not JSON-shaped)
-        is logged, not raised: nobody awaits the publish.
+        published. An event of a plain class (not a model) goes out as
+        ``dict(event)``, read when it leaves the outbox. An event the bus then
+        refuses (too large, not JSON-shaped, ``dict(event)`` fails) is logged,
+        not raised: nobody awaits the publish.
         """
         self._outbox.append((event_address(type(event)), event))
         loop, wakeup = self._loop, self._wakeup
@@ -169,7 +171,7 @@ class Client:
             while outbox:
                 address, event = outbox.popleft()
                 try:
-                    await bus.publish(address, event)
+                    await bus.publish(address, event_body(event))
                 except Exception:
                     logger.exception("could not publish %s", type(event).__name__)
             if self._closing:

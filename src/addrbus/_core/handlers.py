@@ -19,12 +19,21 @@ Item = tuple[Any, bool, dict[str, str], str, "str | None", "str | None", str, fl
 PASS_NOTHING, PASS_BODY, PASS_MESSAGE, PASS_INLINE = 0, 1, 2, 3
 
 
-def _message_arg(annotation: Any) -> Any | None:
-    """Return T if ``annotation`` is ``Message[T]`` (``Any`` for bare Message), else None."""
+#: What :func:`_message_arg` returns for an annotation that is not a Message (None is a body type).
+_NOT_A_MESSAGE: Any = object()
+
+
+def _message_arg(annotation: Any) -> Any:
+    """Return T if ``annotation`` is ``Message[T]`` (``Any`` for bare Message), else ``_NOT_A_MESSAGE``.
+
+    ``Message[None]`` gives ``type(None)``: an address that carries no body.
+    """
     if isinstance(annotation, type) and issubclass(annotation, Message):
         args = annotation.__pydantic_generic_metadata__["args"]
-        return args[0] if args else Any
-    return None
+        if not args:
+            return Any
+        return type(None) if args[0] is None else args[0]
+    return _NOT_A_MESSAGE
 
 
 def inspect_handler(fn: Callable[..., Any], body_default: bool, localns: dict[str, Any] | None) -> tuple[int, BodySpec]:
@@ -54,7 +63,7 @@ def inspect_handler(fn: Callable[..., Any], body_default: bool, localns: dict[st
         raise ConfigError(f"cannot resolve the annotations of handler {handler_name(fn)}: {exc}") from None
     annotation = hints.get(param.name, Any)
     inner = _message_arg(annotation)
-    if inner is not None:
+    if inner is not _NOT_A_MESSAGE:
         return PASS_MESSAGE, spec_for(inner)
     if param.name not in hints:
         return (PASS_BODY if body_default else PASS_MESSAGE), ANY_SPEC

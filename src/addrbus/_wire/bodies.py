@@ -13,6 +13,9 @@ import pydantic_core
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 _NO_BODY = b"null"
+_NONE_TYPE = type(None)
+#: Why a body is refused where none is expected: a handler of ``Message[None]``, a reply typed None.
+NO_BODY_EXPECTED = "body failed validation: no body expected (its type is None, as in Message[None]), but one was sent"
 
 
 class BodyInvalid(Exception):
@@ -37,10 +40,10 @@ class BodySpec:
     __slots__ = ("adapter", "cls", "tp")
 
     def __init__(self, tp: Any) -> None:
+        if tp is None:
+            tp = _NONE_TYPE
         self.tp = tp
         self.adapter: TypeAdapter[Any] | None = None if tp is Any else TypeAdapter(tp)
-        if tp is None:
-            tp = type(None)
         # isinstance() gives a cheap fast path for plain classes only.
         plain = isinstance(tp, type) and not isinstance(tp, types.GenericAlias)
         self.cls: type | None = tp if plain and tp is not object else None
@@ -60,7 +63,7 @@ class BodySpec:
             # Through the JSON data model, so memory:// accepts exactly what the wire would.
             return adapter.validate_python(pydantic_core.to_jsonable_python(value))
         except ValidationError as exc:
-            raise BodyInvalid(describe_validation_error(exc)) from None
+            raise BodyInvalid(self._reason(exc)) from None
         except (TypeError, ValueError, pydantic_core.PydanticSerializationError) as exc:
             raise BodyInvalid(f"body is not JSON-shaped: {type(exc).__name__}") from None
 
@@ -74,9 +77,12 @@ class BodySpec:
                 return pydantic_core.from_json(data)
             return self.adapter.validate_json(data)
         except ValidationError as exc:
-            raise BodyInvalid(describe_validation_error(exc)) from None
+            raise BodyInvalid(self._reason(exc)) from None
         except ValueError:
             raise BodyInvalid("body is not valid JSON") from None
+
+    def _reason(self, exc: ValidationError) -> str:
+        return NO_BODY_EXPECTED if self.tp is _NONE_TYPE else describe_validation_error(exc)
 
 
 _specs: dict[Any, BodySpec] = {}
