@@ -32,6 +32,11 @@ Send = Callable[[list[bytes]], Awaitable[None]]
 Read = Callable[[], Awaitable[Any]]
 
 
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class Publisher:
     """Queue, write and acknowledge PUBLISH commands over one connection."""
 
@@ -43,8 +48,9 @@ class Publisher:
         self.delivery_unknown = 0
         self.sent = 0
         self._chunks: list[bytes] = []
-        self._queued: list[asyncio.Future[int] | None] = []
-        self._inflight: deque[asyncio.Future[int] | None] = deque()
+        # Futures of PUBLISH calls (a receiver count) and queries (any reply); None for pings.
+        self._queued: list[asyncio.Future[Any] | None] = []
+        self._inflight: deque[asyncio.Future[Any] | None] = deque()
         # Callers waiting for room, first come first served: a newcomer never
         # overtakes them, or frames of one sender would leave out of order.
         self._space: deque[asyncio.Future[None]] = deque()
@@ -141,6 +147,22 @@ class Publisher:
                 del self._deadlines[within]
         if earliest != math.inf:
             self._arm(loop, earliest)
+
+    def query(self, command: bytes) -> asyncio.Future[Any]:
+        """Queue one packed command (``PUBSUB NUMSUB ...``) behind what is queued; return its reply's future.
+
+        It has no deadline of its own: a caller awaits the ``publish`` queued right
+        behind it, whose reply comes after this one. A refusal sets TransportError.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieved)  # nobody may await it once the connection failed
+        self._chunks += (command, b"", b"")
+        self._queued.append(fut)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set_result(None)
+        return fut
 
     def ping(self, head: bytes, payload: bytes) -> None:
         """Queue a PUBLISH whose reply nobody awaits (the heartbeat)."""
