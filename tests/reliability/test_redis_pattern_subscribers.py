@@ -181,5 +181,38 @@ async def test_a_server_that_refuses_pubsub_queries_gets_the_counts_trusted(
         assert await bus.request(address, 7, timeout=WAIT) == 7
         assert transport_stats(bus)["pattern_subscriptions"] == -1  # unknown: the server would not say
         assert took < PROMPT
+        await bus.stop()
+        await peer.stop()
+    finally:
+        redis_server.cli("ACL", "DELUSER", user)
+
+
+async def test_a_refused_numsub_falls_back_to_the_counts_with_one_warning(
+    redis_server: RedisServer, make_bus: Callable[..., EventBus], address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user allowed PUBSUB NUMPAT but not NUMSUB: a transport's first refused check warns, then counts are trusted."""
+    user, password = unique("user").replace("-", "_"), "pw-" + unique("pw")
+    redis_server.cli("ACL", "SETUSER", user, "on", f">{password}", "~*", "&*", "+@all", "-pubsub|numsub")
+    try:
+        url = f"redis://{user}:{password}@127.0.0.1:{redis_server.port}/0?heartbeat=0.05"
+        namespace = unique("ns")
+        bus, peer = make_bus(url, namespace=namespace), make_bus(url, namespace=namespace)
+        peer.on(address, lambda x: x)
+        await bus.start()
+        await peer.start()
+        await bus.wait_for_handlers(address, 1, timeout=WAIT)
+        async with Monitor(redis_server):
+            for _ in range(1000):  # bounded: each turn is 10 ms; a heartbeat is 50 ms
+                if transport_stats(bus)["pattern_subscriptions"] == 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert transport_stats(bus)["pattern_subscriptions"] == 1
+            results = [await bus.request(address, i, timeout=WAIT) for i in range(5)]
+        assert results == list(range(5))
+        assert transport_stats(bus)["pattern_subscriptions"] == -1
+        refusals = [r for r in caplog.records if "refuses PUBSUB NUMSUB" in r.getMessage()]
+        assert 1 <= len(refusals) <= 2  # once per transport that checked (the requester, the replier)
+        await bus.stop()
+        await peer.stop()
     finally:
         redis_server.cli("ACL", "DELUSER", user)

@@ -16,9 +16,8 @@ import asyncio
 import logging
 from typing import Any
 
-from ..._exceptions import TransportError
 from . import wire
-from .publish import Publisher
+from .publish import Publisher, Refused
 
 logger = logging.getLogger("addrbus.transports.redis")
 
@@ -75,7 +74,7 @@ class Receivers:
             reply = probe.result()
             if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], int):
                 return min(count, reply[1])
-        elif isinstance(exc, TransportError) and not self.refused:
+        elif isinstance(exc, Refused) and not self.refused:
             logger.warning("%s refuses PUBSUB NUMSUB (%s): receiver counts are taken as they come",
                            self.describe, exc)
             self.refused, self.checking = True, False  # until the next connection

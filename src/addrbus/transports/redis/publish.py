@@ -32,6 +32,10 @@ Send = Callable[[list[bytes]], Awaitable[None]]
 Read = Callable[[], Awaitable[Any]]
 
 
+class Refused(TransportError):
+    """Redis answered one command with an error (an ACL, a limit); the connection is fine."""
+
+
 def _retrieved(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
@@ -152,10 +156,14 @@ class Publisher:
         """Queue one packed command (``PUBSUB NUMSUB ...``) behind what is queued; return its reply's future.
 
         It has no deadline of its own: a caller awaits the ``publish`` queued right
-        behind it, whose reply comes after this one. A refusal sets TransportError.
+        behind it, whose reply comes after this one. Redis' refusal sets :class:`Refused`;
+        a closed connection, TransportError.
         """
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         fut.add_done_callback(_retrieved)  # nobody may await it once the connection failed
+        if not self.is_open:
+            fut.set_exception(TransportError(f"{self.describe} is {self._closed_reason}; query not sent"))
+            return fut
         self._chunks += (command, b"", b"")
         self._queued.append(fut)
         wake = self._wake
@@ -295,7 +303,7 @@ class Publisher:
                 # Redis refused this one command (an ACL, a limit): the
                 # connection itself is fine and the frame was not published.
                 self.errors += 1
-                fut.set_exception(TransportError(f"{self.describe}: Redis refused the frame: {reply}"))
+                fut.set_exception(Refused(f"{self.describe}: Redis refused the frame: {reply}"))
             else:
                 fut.set_result(reply)
         if self._space:
