@@ -158,7 +158,6 @@ ROUND_TIMEOUT = 0.4  # seconds per request: a direct unicast on lo answers in we
 
 
 @pytest.mark.multicast
-@issue("item 1 (a cleartext UDP header teaches a peer's address before the frame is opened)")
 @pytest.mark.parametrize("spoof", ["sealed-bus-junk", "clear-bus-junk", "clear-bus-other-sender"])
 async def test_a_forged_udp_header_never_redirects_unicasts(
     make_bus: Callable[..., EventBus], address: str, spoof: str
@@ -395,7 +394,6 @@ async def monitor(redis_server: RedisServer) -> AsyncIterator[None]:
 
 
 @pytest.mark.redis
-@issue("item 3 (PUBLISH receiver counts include pattern subscribers: start() waits for answers nobody owes)")
 async def test_a_pattern_subscriber_does_not_slow_start(
     redis_server: RedisServer, monitor: None, make_bus: Callable[..., EventBus]
 ) -> None:
@@ -408,7 +406,6 @@ async def test_a_pattern_subscriber_does_not_slow_start(
 
 
 @pytest.mark.redis
-@issue("item 3 (PUBLISH receiver counts include pattern subscribers: a dead node looks alive)")
 async def test_a_pattern_subscriber_does_not_hide_a_dead_node(
     redis_server: RedisServer, monitor: None, make_bus: Callable[..., EventBus], address: str
 ) -> None:

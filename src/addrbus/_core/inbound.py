@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .._ratelog import RateLimitedLog
     from .._wire.envelope import Envelope
     from .._wire.wire import Wire
+    from ..transports.base import Confirm
     from .handlers import Item
     from .membership import Membership
     from .node import Node
@@ -39,8 +40,13 @@ class Inbound:
         self._ratelog = ratelog
         self._background: set[asyncio.Task[None]] = set()
 
-    def on_frame(self, frame: Any) -> None:
-        """Handle one frame from the transport; never raises."""
+    def on_frame(self, frame: Any, confirm: Confirm | None = None) -> None:
+        """Handle one frame from the transport; never raises.
+
+        ``confirm``, from a transport that learns peers' addresses from what it
+        receives, is called with the envelope's sender once the frame opened
+        and passed every check, and never for a frame that did not.
+        """
         try:
             env, body, is_json = self._wire.open(frame)
             node = self._node
@@ -51,6 +57,8 @@ class Inbound:
             if self._wire.seen_before(env.id):
                 raise FrameError("duplicate")
             self._dispatch(env, body, is_json)
+            if confirm is not None:
+                confirm(env.src)
         except FrameError as exc:
             self._counters.count(f"dropped.{exc.reason}")
             self._ratelog.warning(exc.reason, "dropped a received frame: %s", exc.reason)

@@ -17,11 +17,27 @@ Guarantees a transport must give:
 * ``broadcast`` and ``unicast`` raise :class:`~addrbus.TransportError` (or a
   subclass) for failures, translated from the library underneath, and
   :class:`~addrbus.MessageTooLarge` for a frame over ``max_frame_size``.
+
+Confirmed sources (optional). A transport that learns where a peer is from
+what it receives (udp:// learns a peer's socket address from the node id in
+its cleartext datagram header) must not believe a header on its own: anyone
+can write one. When ``on_frame`` takes a second parameter named ``confirm``
+(see :func:`accepts_confirm`; the bus's handler does), such a transport may
+call ``on_frame(frame, confirm)``, where ``confirm`` is a :data:`Confirm`
+function. The bus calls it, during that ``on_frame`` call, with the envelope's
+sender node id once the frame has opened (authenticated, with a
+``shared_key``) and passed every check; the transport learns the address only
+if that node id is the one its header claimed. A frame that does not open is
+never confirmed. ``confirm`` may be omitted (or ``None``) for any frame; a
+transport that never passes one, and a handler without the parameter, work as
+before. Transports that learn nothing from what they receive (memory://,
+redis://) never pass one and pay nothing.
 """
 
 from __future__ import annotations
 
 import abc
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -29,12 +45,40 @@ FrameHandler = Callable[[Any], None]
 """Called with each received frame: ``bytes``, or an object on transports that
 set :attr:`Transport.passes_objects`."""
 
+Confirm = Callable[[str], None]
+"""Handed with a frame to ``on_frame(frame, confirm)``: called with the
+envelope's sender node id once the frame opened and passed the bus's checks.
+The transport then trusts what its own header said about that node (its
+address) if the header named the same node. Calling it is cheap, never raises,
+and is a no-op after the transport stopped."""
+
+ConfirmingFrameHandler = Callable[[Any, Confirm | None], None]
+"""A :data:`FrameHandler` that takes a ``confirm`` too (:func:`accepts_confirm`)."""
+
+
+def accepts_confirm(on_frame: FrameHandler) -> bool:
+    """Tell whether ``on_frame`` takes a ``confirm`` parameter (see :data:`Confirm`).
+
+    Checked once, at ``start()``; a handler whose signature cannot be read
+    (a builtin) counts as one without it.
+    """
+    try:
+        parameters = inspect.signature(on_frame).parameters
+    except (TypeError, ValueError):
+        return False
+    return "confirm" in parameters
+
 StateListener = Callable[[str], None]
 """Called with the new transport state (see :class:`Transport.state`)."""
 
 
 class Transport(abc.ABC):
-    """Move opaque frames between the nodes of one bus."""
+    """Move opaque frames between the nodes of one bus.
+
+    The guarantees every transport gives, and the optional ``confirm`` handed
+    with a frame by transports that learn peers' addresses from what they
+    receive, are in the module docstring above (:data:`Confirm`).
+    """
 
     #: The scheme this transport is registered under (``"memory"``, ``"udp"``...).
     scheme: str = ""
@@ -60,7 +104,10 @@ class Transport(abc.ABC):
         """Connect, and start delivering this node's frames to ``on_frame``.
 
         Frames for this node are those broadcast by other nodes of the same
-        ``namespace`` and those unicast to ``node_id``.
+        ``namespace`` and those unicast to ``node_id``. A transport that learns
+        peers' addresses from received frames passes a :data:`Confirm` with a
+        frame when ``on_frame`` accepts one (module docstring); any other
+        transport calls ``on_frame(frame)`` only.
 
         :raises TransportError: if the transport cannot be started.
         """

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from ..._exceptions import TransportError
 from . import wire
+from .counts import NUMPAT
 from .options import RedisOptions
 
 _SUBSCRIBED = b"subscribe"
@@ -38,12 +39,17 @@ class Connector:
         options: RedisOptions,
         net_errors: tuple[type[BaseException], ...],
         describe: str,
+        refused: type[Exception],
     ) -> None:
         self._make = make
         self._opts = options
         self._net_errors = net_errors
         self._describe = describe
+        self._refused = refused
         self.current: tuple[Connection, ...] = ()
+        #: ``PUBSUB NUMPAT`` when the last pair was opened: how many patterns clients
+        #: subscribe to (None if the server refused to say, an ACL or a proxy).
+        self.patterns: int | None = None
 
     def _new(self) -> Connection:
         # No redis-py retries (they hid a 12 s stall and published twice), no
@@ -80,6 +86,7 @@ class Connector:
                     if reply[0] != _SUBSCRIBED:
                         raise TransportError(f"unexpected reply to SUBSCRIBE: {reply[0]!r}")
                 await pub.connect()
+                self.patterns = await self._count_patterns(pub)
         except BaseException as exc:
             await self.close(sub, pub)
             if isinstance(exc, TransportError):
@@ -91,6 +98,14 @@ class Connector:
                 raise TransportError(f"cannot connect to {self._describe}: {self.error_text(exc)}") from exc
             raise
         return sub, pub
+
+    async def _count_patterns(self, pub: Connection) -> int | None:
+        await pub.send_packed_command([NUMPAT], False)
+        try:
+            reply = await pub.read_response()
+        except self._refused:
+            return None
+        return reply if isinstance(reply, int) else None
 
     @staticmethod
     async def close(*conns: Connection) -> None:

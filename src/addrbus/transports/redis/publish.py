@@ -37,6 +37,15 @@ Send = Callable[[list[bytes]], Awaitable[None]]
 Read = Callable[[], Awaitable[Any]]
 
 
+class Refused(TransportError):
+    """Redis answered one command with an error (an ACL, a limit); the connection is fine."""
+
+
+def _retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class Publisher:
     """Queue, write and acknowledge PUBLISH commands over one connection."""
 
@@ -48,8 +57,9 @@ class Publisher:
         self.delivery_unknown = 0
         self.sent = 0
         self._chunks: list[bytes] = []
-        self._queued: list[asyncio.Future[int] | None] = []
-        self._inflight: deque[asyncio.Future[int] | None] = deque()
+        # Futures of PUBLISH calls (a receiver count) and queries (any reply); None for pings.
+        self._queued: list[asyncio.Future[Any] | None] = []
+        self._inflight: deque[asyncio.Future[Any] | None] = deque()
         # Callers waiting for room, first come first served: a newcomer never
         # overtakes them, or frames of one sender would leave out of order.
         self._space: deque[asyncio.Future[None]] = deque()
@@ -180,6 +190,26 @@ class Publisher:
         self._tracked = sum(map(len, self._deadlines.values())) + len(heap)
         if earliest != math.inf:
             self._arm(loop, earliest)
+
+    def query(self, command: bytes) -> asyncio.Future[Any]:
+        """Queue one packed command (``PUBSUB NUMSUB ...``) behind what is queued; return its reply's future.
+
+        It has no deadline of its own: a caller awaits the ``publish`` queued right
+        behind it, whose reply comes after this one. Redis' refusal sets :class:`Refused`;
+        a closed connection, TransportError.
+        """
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut.add_done_callback(_retrieved)  # nobody may await it once the connection failed
+        if not self.is_open:
+            fut.set_exception(TransportError(f"{self.describe} is {self._closed_reason}; query not sent"))
+            return fut
+        self._chunks += (command, b"", b"")
+        self._queued.append(fut)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            wake.set_result(None)
+        return fut
 
     def ping(self, head: bytes, payload: bytes) -> None:
         """Queue a PUBLISH whose reply nobody awaits (the heartbeat)."""
@@ -314,7 +344,7 @@ class Publisher:
                 # Redis refused this one command (an ACL, a limit): the
                 # connection itself is fine and the frame was not published.
                 self.errors += 1
-                fut.set_exception(TransportError(f"{self.describe}: Redis refused the frame: {reply}"))
+                fut.set_exception(Refused(f"{self.describe}: Redis refused the frame: {reply}"))
             else:
                 fut.set_result(reply)
         if self._space:

@@ -3,7 +3,8 @@
 The only module of addrbus that imports :mod:`redis`; it does so lazily, so a
 missing package is a :class:`ConfigError` at ``from_url`` time, not at import.
 Channel names are described in :mod:`.wire`, the publish path in
-:mod:`.publish`, and the operating side in ``docs/transports/redis.md``.
+:mod:`.publish`, receiver counts that leave out pattern subscribers in
+:mod:`.counts`, and the operating side in ``docs/transports/redis.md``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .._urls import redact
 from ..base import FrameHandler, Transport
 from . import wire
 from .connect import Connection, Connector, direct_writer, sender
+from .counts import Receivers
 from .feed import attach
 from .options import RedisOptions, parse_redis_url
 from .publish import Publisher
@@ -81,7 +83,9 @@ class RedisTransport(Transport):
             self._opts,
             (rexc.RedisError, OSError, TimeoutError, EOFError),
             self.describe(),
+            rexc.ResponseError,
         )
+        self._receivers = Receivers(self.describe())
         self._pub = Publisher(self._opts.max_pending, self.describe())
         self._tasks: list[asyncio.Task[None]] = []
         self._kick: asyncio.Future[str] | None = None
@@ -108,6 +112,8 @@ class RedisTransport(Transport):
             "frames_sent": self._pub.sent,
             "frames_received": self._received,
             "pending": self._pub.pending,
+            "pattern_subscriptions": -1 if self._receivers.refused else self._receivers.patterns,
+            "subscriber_checks": self._receivers.checks,
         }
 
     async def start(self, node_id: str, namespace: str, on_frame: FrameHandler) -> None:
@@ -129,6 +135,7 @@ class RedisTransport(Transport):
         self._on_frame = on_frame
         self._pub = Publisher(self._opts.max_pending, self.describe())
         sub, pub = await self._connector.open((self._inbox, self._bcast, self._hb))
+        self._receivers.connected(self._connector.patterns)
         self._pub.open()
         self._last_pong = asyncio.get_running_loop().time()
         self._kick = asyncio.get_running_loop().create_future()
@@ -167,7 +174,10 @@ class RedisTransport(Transport):
         if size > self.max_frame_size:
             raise MessageTooLarge(size, self.max_frame_size, self.scheme)
         head = b"%s$%d\r\n%s" % (self._bcast_head, size + wire.SENDER_LEN, self._sender)
+        probe = self._receivers.probe(self._pub, self._bcast) if self._receivers.checking else None
         count = await self._pub.publish(head, frame, self._opts.timeout if timeout is None else timeout)
+        if probe is not None:
+            count = self._receivers.subscribers(probe, count)
         # Our own subscriber is among the receivers whenever it is subscribed.
         return max(0, count - 1)
 
@@ -186,8 +196,13 @@ class RedisTransport(Transport):
             if len(self._heads) > 4096:
                 self._heads.clear()  # node ids come and go; keep the cache small
             head = self._heads[node_id] = wire.publish_head(self._inbox_prefix + node_id.encode())
+        probe = None
+        if self._receivers.checking:
+            probe = self._receivers.probe(self._pub, self._inbox_prefix + node_id.encode())
         head = b"%s$%d\r\n" % (head, size)
         count = await self._pub.publish(head, frame, self._opts.timeout if timeout is None else timeout)
+        if probe is not None and count > 0:
+            count = self._receivers.subscribers(probe, count)  # 0 is sure; more may be patterns only
         return count > 0
 
     def _report(self, state: str) -> None:
@@ -225,6 +240,7 @@ class RedisTransport(Transport):
                 await asyncio.sleep(backoff.next_delay())
                 try:
                     sub, pub = await self._connector.open((self._inbox, self._bcast, self._hb))
+                    self._receivers.connected(self._connector.patterns)
                     break
                 except TransportError as exc:
                     if logger.isEnabledFor(logging.DEBUG):
@@ -319,6 +335,7 @@ class RedisTransport(Transport):
                 if silent >= interval:
                     self._ping_sent_at = now
                     self._pub.ping(self._hb_head, b"")
+                    self._receivers.ask(self._pub)
                 continue
             # A ping answers in milliseconds; two intervals of silence with
             # one outstanding means the server or the link is stuck.

@@ -5,17 +5,27 @@ everything, receives the unicasts for this node). The datagram header, URL
 arguments and socket options are in ``wire``; this module moves frames:
 receiving, pacing, waiting on full sockets, and learning peers' addresses so
 that unicasts go straight to them.
+
+The node id saying whose a datagram is travels in the cleartext header, which
+anyone can write. So when ``on_frame`` takes a ``confirm`` (the bus's does, see
+``transports.base``), a datagram from a node of unknown address comes with one,
+and the address is learnt only once the bus confirms that the frame opened and
+its envelope's sender is the header's node. It is then kept for the node's
+lifetime (a node id is new at every start; its socket never moves): no later
+frame, not even a replayed genuine one, redirects it. A handler without
+``confirm`` (the transport used raw) learns from every header, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..._exceptions import MessageTooLarge, TransportError
-from ..base import FrameHandler, Transport
+from ..base import ConfirmingFrameHandler, FrameHandler, Transport, accepts_confirm
 from . import wire
 from .wire import BROADCAST, DEST_AT, HEADER_SIZE, KIND_AT, MAGIC, MAX_PAYLOAD, NAMESPACE_AT, SENDER_AT, UNICAST
 
@@ -35,7 +45,7 @@ DEFAULT_TIMEOUT = 5.0
 MAX_PEERS = 4096
 _COUNTERS = (
     "frames_sent frames_received bad_frames other_namespace not_for_us direct_unicasts group_unicasts"
-    " paced_waits send_waits receive_errors"
+    " paced_waits send_waits receive_errors unconfirmed_sources"
 ).split()
 
 
@@ -79,6 +89,7 @@ class UdpTransport(Transport):
         self._group_sock: socket.socket | None = None
         self._node_sock: socket.socket | None = None
         self._on_frame: FrameHandler | None = None
+        self._confirming: ConfirmingFrameHandler | None = None  # on_frame, when it takes a confirm
         self._me = b""
         self._ns_field = b""
         self._payload_at = HEADER_SIZE
@@ -113,6 +124,7 @@ class UdpTransport(Transport):
         self._bcast_header = wire.broadcast_header(me, ns_field)
         self._self_addr = node_sock.getsockname()
         self._on_frame = on_frame
+        self._confirming = cast("ConfirmingFrameHandler", on_frame) if accepts_confirm(on_frame) else None
         self._group_sock, self._node_sock = group_sock, node_sock
         self._loop = loop = asyncio.get_running_loop()
         self._next_slot = 0.0
@@ -139,7 +151,7 @@ class UdpTransport(Transport):
         self._writable = None
         self._peers.clear()
         self._dests.clear()
-        self._on_frame = None
+        self._on_frame = self._confirming = None
         logger.info("left %s", self.describe())
         self._set_state("disconnected")
 
@@ -148,6 +160,7 @@ class UdpTransport(Transport):
         on_frame = self._on_frame
         if on_frame is None:
             return
+        confirming = self._confirming
         peers = self._peers
         me = self._me
         ns_field = self._ns_field
@@ -176,11 +189,16 @@ class UdpTransport(Transport):
                 counts["not_for_us"] += 1
                 continue
             sender = data[SENDER_AT:DEST_AT]
-            if peers.get(sender) != addr:
-                self._learn(sender, addr)
             counts["frames_received"] += 1
             try:
-                on_frame(data[payload_at:])
+                if confirming is None:
+                    if peers.get(sender) != addr:
+                        self._learn(sender, addr)
+                    on_frame(data[payload_at:])
+                elif sender in peers:
+                    on_frame(data[payload_at:])  # known, and kept whatever this one says
+                else:
+                    confirming(data[payload_at:], functools.partial(self._confirm, sender, addr))
             except Exception:
                 logger.exception("frame handler failed on %s", self.describe())
 
@@ -191,6 +209,19 @@ class UdpTransport(Transport):
         self._counts["bad_frames"] += 1
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("dropped a bad %d-byte datagram from %s", len(data), addr)
+
+    def _confirm(self, sender: bytes, addr: tuple[str, int], node_id: str) -> None:
+        # The bus opened the frame and its envelope names node_id as the sender.
+        if self._node_sock is None or sender in self._peers:
+            return
+        try:
+            if bytes.fromhex(node_id) != sender:
+                self._counts["unconfirmed_sources"] += 1
+                return
+        except (TypeError, ValueError):
+            self._counts["unconfirmed_sources"] += 1
+            return
+        self._learn(sender, addr)
 
     def _learn(self, sender: bytes, addr: tuple[str, int]) -> None:
         peers = self._peers
