@@ -44,8 +44,8 @@ from tests.security._harness import (
 
 # isort: split
 # -- below the public API: the only private reaches of this file (paths change as src/ moves) --------
-from addrbus import _wire as _dedup_home  # where the duplicate window is kept
-from addrbus._codec import decode_frame as _decode_frame  # to read frames captured on the medium
+from addrbus._wire import wire as _dedup_home  # where the duplicate window is kept
+from addrbus._wire.frames import decode_frame as _decode_frame  # to read frames captured on the medium
 
 # -- the caps a remote node is held to (issue 12, item 2) ------------------------------------------
 MAX_NODES = 1_024  # remote nodes one bus keeps track of
@@ -61,7 +61,7 @@ REQUESTS = 20  # requests made at once after an attack; every one must reach the
 
 def dedup_window() -> int:
     """Return how many message ids a bus remembers to drop duplicates (the code's own figure)."""
-    return int(_dedup_home._DEDUP_WINDOW)
+    return int(_dedup_home.DEDUP_WINDOW)
 
 
 def envelope_of(payload: bytes) -> Any:
