@@ -323,7 +323,6 @@ async def test_a_lone_surrogate_address_is_refused_at_registration(net: Net, reg
         await bus.publish(LONE_SURROGATE, 1)
 
 
-@issue("item 8 (an address that cannot be encoded hides the node's other addresses from its peers)")
 @on_every_transport
 @pytest.mark.parametrize("running", [False, True], ids=["before-start", "running"])
 async def test_an_unencodable_address_never_hides_the_others(net: Net, running: bool) -> None:
