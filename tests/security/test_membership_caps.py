@@ -173,7 +173,7 @@ async def test_a_ping_flood_in_a_real_nodes_name_draws_few_hellos(net: Net, pair
     began = loop.time()
     async with net.capture() as seen:
         for i in range(500):
-            await pair.inject(control(pair.victim.namespace, "ping", {"seq": 10**9 + i, "hb": 0.05},
+            await pair.inject(control(pair.victim.namespace, "ping", {"seq": 10**9 + i, "hb": 0.2},
                                       src=pair.real.node_id))
             if i % 32 == 31:
                 await asyncio.sleep(0)  # a yield: let the victim read, as a busy peer would
@@ -210,7 +210,7 @@ async def test_hello_answers_are_capped_per_node_and_for_all_nodes_together() ->
         members.on_ctl("hello", fake_node(0), hello)
     await asyncio.sleep(0)  # the answers are tasks: let them start
     assert sent == [("state", fake_node(0))]
-    assert counters.get("dropped.hello_flood") == 9_999
+    assert counters.get("dropped.hello_flood") == 9_998  # all but the one answered and the one owed
 
     began = loop.time()
     for _ in range(2):

@@ -76,14 +76,14 @@ class _Refused(Exception):
 class _Peer:
     """What this node knows of one remote node."""
 
-    __slots__ = ("answered", "asked", "hb", "heard", "owed", "pinged", "seq")
+    __slots__ = ("answered", "asked", "hb", "heard", "owed", "pinged", "pinged_at", "seq")
 
     def __init__(self, hb: float) -> None:
         self.seq = -1  # of the state held; -1 until one arrives
         self.heard = now()
         self.hb = hb
         self.pinged: int | None = None  # the seq of its last ping, when it is not the one held
-        self.answered = self.asked = -math.inf  # loop time of our last state answer / hello to it
+        self.answered = self.asked = self.pinged_at = -math.inf  # loop times: our answer, our hello, its ping
         self.owed: asyncio.TimerHandle | None = None  # a state answer due at the end of its window
 
 
@@ -282,10 +282,12 @@ class Membership:
         if op == "ping":
             if peer is None:
                 peer = self._peers[node] = _Peer(hb)
+            t = asyncio.get_running_loop().time()
+            fast, peer.pinged_at = t - peer.pinged_at < peer.hb / 2, t  # a real node pings once per its hb
             peer.heard, peer.hb = now(), float(hb)
             if seq != peer.seq:
                 peer.pinged = seq
-                self._ask_state(node, peer)
+                self._ask_state(node, peer, t, fast)
             return
         counts = check_addresses(body.get("addrs"))
         # Newer than what we hold, or the one its own last ping names: a node's seq only grows, so a
@@ -325,13 +327,13 @@ class Membership:
         """Answer with our state at once, or once at the end of this node's window (one heartbeat of ours)."""
         loop = asyncio.get_running_loop()
         wait = peer.answered + self.heartbeat - loop.time()
-        if wait <= 0 and peer.owed is None:
+        if peer.owed is not None:  # a second hello in the window is ordinary (a ping crossed our answer)
+            self._count("dropped.hello_flood")
+            self._ratelog.warning("hello_flood", "a node says hello more than twice per heartbeat; answering once")
+        elif wait <= 0:
             self._send_state(node, peer)
-            return
-        self._count("dropped.hello_flood")
-        self._ratelog.warning("hello_flood", "a node says hello more than once per heartbeat; answering once")
-        if peer.owed is None:
-            peer.owed = loop.call_later(max(wait, 0.0), self._owed_answer, node)
+        else:
+            peer.owed = loop.call_later(wait, self._owed_answer, node)
 
     def _owed_answer(self, node: str) -> None:
         peer = self._peers.get(node)
@@ -344,12 +346,12 @@ class Membership:
             peer.answered = asyncio.get_running_loop().time()
             self._spawn(self._send_quietly("state", node))
 
-    def _ask_state(self, node: str, peer: _Peer) -> None:
+    def _ask_state(self, node: str, peer: _Peer, t: float, fast: bool) -> None:
         """Ask ``node`` for its state (its ping names one we lack), at most twice per heartbeat of ours."""
-        t = asyncio.get_running_loop().time()
         if t - peer.asked < self.heartbeat / 2:
-            self._count("dropped.ping_flood")
-            self._ratelog.warning("ping_flood", "a node pings more than twice per heartbeat; not asking each time")
+            if fast:  # pings faster than the node's own interval: not a real node's
+                self._count("dropped.ping_flood")
+                self._ratelog.warning("ping_flood", "a node pings faster than its heartbeat; not asking each time")
             return
         if self._take_answer():
             peer.asked = t
