@@ -73,7 +73,7 @@ class EventBus(Registering, Sending):
         router = self._router = Router()
         self._out = Outbound(node, router, wire, pending, counters, self._node_gone)
         self._membership = Membership(router, self._out.send_ctl, self._node_gone, heartbeat=heartbeat,
-                                      startup_wait=startup_wait)
+                                      startup_wait=startup_wait, count=counters.count)
         replies = Replies(node, pending, wire, counters, ratelog)
         self._in = Registry(node, router, self._membership, replies, counters, ratelog, max_queue=max_queue,
                                concurrency=concurrency)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
@@ -10,6 +11,8 @@ if TYPE_CHECKING:
     from .registration import Registration
 
 Target = Union["Registration", str]  # a local registration, or a remote node id
+#: One address's consumers: each target once, where each one's turns end (cumulative weights), all turns.
+Targets = tuple[list[Target], list[int], int]
 
 
 class Router:
@@ -17,14 +20,17 @@ class Router:
 
     Round-robin, weighted by how many handlers each node has for the address
     (as Vert.x does): a node with three handlers is picked three times as often
-    as a node with one. Local handlers count one each.
+    as a node with one. Local handlers count one each. The turns are not
+    expanded into a list (a node may claim 1,024 handlers): each target is
+    held once with the cumulative weight where its turns end.
     """
 
     def __init__(self) -> None:
         self.local: dict[str, list[Registration]] = {}
         self.remote: dict[str, dict[str, int]] = {}  # address -> node -> handler count
         self.nodes: dict[str, dict[str, int]] = {}  # node -> address -> handler count
-        self._targets: dict[str, list[Target]] = {}
+        self.remote_entries = 0  # sum of len(self.nodes[node]): the (node, address) pairs held
+        self._targets: dict[str, Targets] = {}
         self._turn: dict[str, int] = {}
         self._local_turn: dict[str, int] = {}
         self._changes: asyncio.Event | None = None  # set on the next change, for wait_for_count
@@ -73,7 +79,8 @@ class Router:
         for address, count in counts.items():
             if count > 0:
                 self.remote.setdefault(address, {})[node] = count
-        self.nodes[node] = {a: c for a, c in counts.items() if c > 0}
+        new = self.nodes[node] = {a: c for a, c in counts.items() if c > 0}
+        self.remote_entries += len(new) - len(old)
         for address in old.keys() | counts.keys():
             self._changed(address)
 
@@ -89,6 +96,7 @@ class Router:
         """Forget every remote node."""
         self.remote.clear()
         self.nodes.clear()
+        self.remote_entries = 0
         self._targets.clear()
         self._wake()
 
@@ -98,17 +106,23 @@ class Router:
 
     def pick(self, address: str) -> Target | None:
         """Return the next consumer of ``address`` across the bus, or None."""
-        targets = self._targets.get(address)
-        if targets is None:
-            targets = list(self.local.get(address, ()))
+        entry = self._targets.get(address)
+        if entry is None:
+            targets: list[Target] = list(self.local.get(address, ()))
+            ends = list(range(1, len(targets) + 1))
+            total = len(targets)
             for node, count in sorted(self.remote.get(address, {}).items()):
-                targets.extend([node] * count)
-            self._targets[address] = targets
-        if len(targets) < 2:
+                total += count
+                targets.append(node)
+                ends.append(total)
+            entry = self._targets[address] = (targets, ends, total)
+        targets, ends, total = entry
+        if total < 2:
             return targets[0] if targets else None
         turn = self._turn.get(address, 0)
         self._turn[address] = turn + 1
-        return targets[turn % len(targets)]
+        # The target whose turns include this one: as if each were listed as many times as its weight.
+        return targets[bisect_right(ends, turn % total)]
 
     def pick_local(self, address: str) -> Registration | None:
         """Return the next local consumer of ``address``, or None."""
