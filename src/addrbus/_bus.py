@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._addresses import address_of
 from ._core.inbound import Inbound
-from ._core.membership import Membership
+from ._core.membership import LEFT, Membership
 from ._core.node import Node
 from ._core.outbound import Observer, Outbound
 from ._core.registry import Registry
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 R = TypeVar("R")
 DEFAULT_URL = "memory://"
+BYE_GRACE = 0.05  # seconds the requests owed by a node that said bye wait for its last replies
 
 
 class EventBus(Registering, Sending):
@@ -237,7 +238,11 @@ class EventBus(Registering, Sending):
     def _node_gone(self, node: str, why: str) -> None:
         self._router.remove_node(node)
         self._out.forget(node)
-        self._pending.fail_node(node, RecipientGone, f"node {node} is gone ({why})")
+        fail = self._pending.fail_node
+        if why == LEFT:  # its last replies may come by another path than its bye (UDP unicast): let them land
+            asyncio.get_running_loop().call_later(BYE_GRACE, fail, node, RecipientGone, f"node {node} is gone ({why})")
+        else:
+            fail(node, RecipientGone, f"node {node} is gone ({why})")
 
     def _transport_state_changed(self, state: str) -> None:
         logger.info("transport %s: %s", self._transport.describe(), state)

@@ -25,7 +25,6 @@ import pytest
 import redis.asyncio as aioredis
 
 from addrbus import ConfigError, EventBus, RecipientGone, RequestTimeout, generate_key
-from tests._hostile import issue
 from tests.conftest import unique
 from tests.fixtures_netns import require_private_netns
 from tests.fixtures_redis import RedisServer

@@ -63,6 +63,7 @@ _NODE_ID = re.compile(r"[0-9a-f]{16}")  # what _ids.new_node_id() makes, and tra
 _BAD_ADDRESS_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _UNENCODABLE = re.compile("[\ud800-\udfff]")  # the only str that UTF-8 refuses: lone surrogates
 _OPERATIONS = frozenset({"hello", "state", "ping", "bye"})
+LEFT = "it left the bus"  # why a node is gone after its bye
 
 
 class _Refused(Exception):
@@ -270,7 +271,7 @@ class Membership:
         peer = self._peers.get(node)
         if op == "bye":
             if peer is not None or node in self._router.nodes:
-                self._forget(node, "it left the bus")
+                self._forget(node, LEFT)
             return
         hb = body.get("hb", self.heartbeat)
         if type(hb) not in (int, float) or not HEARTBEAT_RANGE[0] <= hb <= HEARTBEAT_RANGE[1]:
