@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -156,6 +157,7 @@ class EventBus(Registering, Sending):
         node = self._node
         node.renew()  # a restarted bus is a new node to its peers
         node.loop = asyncio.get_running_loop()
+        node.thread = threading.get_ident()
         self._pending.open(node.loop)
         self._out.forget()
         self._wire.reset()

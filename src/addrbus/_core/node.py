@@ -17,14 +17,16 @@ class Node:
         running: the bus takes new messages.
         answering: replies still go out (true while ``stop()`` lets handlers finish).
         loop: the event loop the bus was started on; every call must come from it.
+        thread: the id of the thread running ``loop`` (checked first: it is cheaper).
     """
 
-    __slots__ = ("answering", "id", "loop", "namespace", "next_id", "running")
+    __slots__ = ("answering", "id", "loop", "namespace", "next_id", "running", "thread")
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
         self.running = self.answering = False
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, while running
+        self.thread = 0  # the thread that loop runs in
         self.id = ""
         self.renew()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
 from .._addresses import address_of
@@ -107,7 +108,7 @@ class Outbound:
         node = self._node
         if not node.running:
             raise BusNotRunning(_NOT_RUNNING)
-        if asyncio.get_running_loop() is not node.loop:
+        if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
         if self._observers:
@@ -132,7 +133,7 @@ class Outbound:
         node = self._node
         if not node.running:
             raise BusNotRunning(_NOT_RUNNING)
-        if asyncio.get_running_loop() is not node.loop:
+        if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
         if self._observers:
@@ -162,7 +163,7 @@ class Outbound:
         node = self._node
         if not node.running:
             raise BusNotRunning(_NOT_RUNNING)
-        if asyncio.get_running_loop() is not node.loop:
+        if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
             raise ValueError(f"timeout must be a positive, finite number of seconds, at most {MAX_TIMEOUT:,}")
