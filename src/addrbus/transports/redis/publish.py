@@ -75,6 +75,7 @@ class Publisher:
         self._heap: list[tuple[float, int, asyncio.Future[int]]] = []
         self._order = itertools.count()  # ties in the heap: futures do not compare
         self._tracked = 0  # entries in the FIFOs and the heap, answered or not
+        self._compact_at = 1024  # compact past this many: twice the live entries at the last compaction, + 1024
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
 
@@ -134,7 +135,7 @@ class Publisher:
         else:
             heapq.heappush(self._heap, (deadline, next(self._order), fut))
         self._tracked += 1
-        if self._tracked > 2 * self.pending + 1024:
+        if self._tracked > self._compact_at:
             self._compact()
         if deadline < self._timer_at:
             self._arm(loop, deadline)
@@ -152,6 +153,8 @@ class Publisher:
         self._heap = [item for item in self._heap if not item[2].done()]
         heapq.heapify(self._heap)
         self._tracked = sum(map(len, self._deadlines.values())) + len(self._heap)
+        # At least as many more calls as are live before the next one: O(1) a call, amortised.
+        self._compact_at = 2 * self._tracked + 1024
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
@@ -286,6 +289,7 @@ class Publisher:
         self._deadlines.clear()
         self._heap.clear()
         self._tracked = 0
+        self._compact_at = 1024
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
