@@ -7,6 +7,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import unique
+from tests.fixtures_netns import require_private_netns
+from tests.transports.test_udp import udp_url
+
 WAIT = 10.0  # seconds: a generous bound on what should take milliseconds
 
 TRANSPORTS = [
@@ -33,3 +37,25 @@ async def timed(coro: Any, bound: float = WAIT) -> tuple[Any, float]:
     except Exception as exc:
         result = exc
     return result, loop.time() - began
+
+
+#: The four ways users run one bus: a hub passing objects, a hub through the codec, udp://, redis://.
+FOUR_WAYS = [
+    pytest.param("memory"),
+    pytest.param("memory-serialize"),
+    pytest.param("udp", marks=pytest.mark.multicast),
+    pytest.param("redis", marks=pytest.mark.redis),
+]
+
+
+def url_of(request: pytest.FixtureRequest) -> str:
+    """Return a bus URL for ``request.param`` (one of FOUR_WAYS) that the buses of one test share."""
+    kind: str = request.param
+    if kind == "memory":
+        return f"memory://{unique('hub')}"
+    if kind == "memory-serialize":
+        return f"memory://{unique('hub')}?serialize=1"
+    if kind == "udp":
+        require_private_netns()
+        return udp_url()
+    return str(request.getfixturevalue("redis_server").url)

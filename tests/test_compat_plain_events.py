@@ -16,32 +16,15 @@ from typing import Any
 import pytest
 
 from addrbus import Client, Event
+from tests._hostile import FOUR_WAYS, url_of
 from tests.conftest import unique
-from tests.fixtures_netns import require_private_netns
-from tests.transports.test_udp import udp_url
 
 WAIT = 10.0  # seconds: a bound on what takes milliseconds
 
-TRANSPORTS = [
-    pytest.param("memory"),
-    pytest.param("memory-serialize"),
-    pytest.param("udp", marks=pytest.mark.multicast),
-    pytest.param("redis", marks=pytest.mark.redis),
-]
-
-
-@pytest.fixture(params=TRANSPORTS)
+@pytest.fixture(params=FOUR_WAYS)
 def url(request: pytest.FixtureRequest) -> str:
-    """Return a URL the clients of one test share."""
-    kind: str = request.param
-    if kind == "memory":
-        return f"memory://{unique('hub')}"
-    if kind == "memory-serialize":
-        return f"memory://{unique('hub')}?serialize=1"
-    if kind == "udp":
-        require_private_netns()
-        return udp_url()
-    return str(request.getfixturevalue("redis_server").url)
+    """Return a URL the buses of one test share."""
+    return url_of(request)
 
 
 class Point:

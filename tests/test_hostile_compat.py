@@ -16,31 +16,14 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from addrbus import Client, EventBus, Message, RecipientFailure
-from tests._hostile import WAIT
+from tests._hostile import FOUR_WAYS, WAIT, url_of
 from tests.conftest import unique
-from tests.fixtures_netns import require_private_netns
-from tests.transports.test_udp import udp_url
-
-TRANSPORTS = [
-    pytest.param("memory"),
-    pytest.param("memory-serialize"),
-    pytest.param("udp", marks=pytest.mark.multicast),
-    pytest.param("redis", marks=pytest.mark.redis),
-]
 
 
-@pytest.fixture(params=TRANSPORTS)
+@pytest.fixture(params=FOUR_WAYS)
 def url(request: pytest.FixtureRequest) -> str:
-    """Return one URL that buses of one test share: a hub, a multicast group or the private redis-server."""
-    kind: str = request.param
-    if kind == "memory":
-        return f"memory://{unique('hub')}"
-    if kind == "memory-serialize":
-        return f"memory://{unique('hub')}?serialize=1"
-    if kind == "udp":
-        require_private_netns()
-        return udp_url()
-    return str(request.getfixturevalue("redis_server").url)
+    """Return a URL the buses of one test share."""
+    return url_of(request)
 
 
 # -- Message[None]: an address that carries no body ------------------------------------------------
