@@ -11,10 +11,10 @@ class Counters:
     Everything rarer (failures, drops by reason) is counted by name.
     """
 
-    __slots__ = ("_named", "delivered", "published", "replies", "requests", "sent")
+    __slots__ = ("_named", "delivered", "published", "received", "replies", "requests", "sent")
 
     def __init__(self) -> None:
-        self.sent = self.published = self.requests = self.delivered = self.replies = 0
+        self.sent = self.published = self.requests = self.delivered = self.replies = self.received = 0
         self._named: dict[str, int] = {}
 
     def count(self, key: str) -> None:
@@ -34,6 +34,7 @@ class Counters:
             "requests": self.requests,
             "delivered": self.delivered,
             "replies": self.replies,
+            "frames.received": self.received,
         }
         result.update(self._named)
         return result

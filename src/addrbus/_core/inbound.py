@@ -47,6 +47,7 @@ class Inbound:
         receives, is called with the envelope's sender once the frame opened
         and passed every check, and never for a frame that did not.
         """
+        self._counters.received += 1
         try:
             env, body, is_json = self._wire.open(frame)
             node = self._node

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 import time
 from collections import deque
@@ -148,6 +150,8 @@ class Sealer:
         self._invalid_token: type[Exception] = fernet.InvalidToken
         self._decrypters = _fast_decrypters(fernets)
         self._key_count = len(fernets)
+        # One secret per key for the interest keys (interest_keys): derived, never the key itself.
+        self._topic_secrets = [_topic_secret(key) for key in _key_list(keys)]
         self._ttl = ttl
         self._max_future = max_future
         self._max_token_size = max_token_size
@@ -166,6 +170,19 @@ class Sealer:
     def stats(self) -> dict[str, int]:
         """Return counters: frames opened, rejections by reason, tokens remembered."""
         return {**self._counts, "remembered": len(self._seen)}
+
+    def interest_keys(self, address: str) -> list[str]:
+        """Return the interest keys of ``address``, one per key, the sealing key's first.
+
+        A keyed digest (HMAC-SHA256, 16 bytes, url-safe base64): an engine's
+        topic names (Redis channels, NATS subjects) then reveal no address to
+        anyone without the key. Nodes publish under the first key's digest and
+        subscribe under every key's, which is what key rotation needs: a node
+        hears every node that seals with any key it holds.
+        """
+        raw = address.encode("utf-8", "surrogatepass")
+        return [base64.urlsafe_b64encode(hmac.new(secret, raw, hashlib.sha256).digest()[:16]).rstrip(b"=").decode()
+                for secret in self._topic_secrets]
 
     def seal(self, frame: bytes) -> bytes:
         """Encrypt and sign ``frame`` with the first key.
@@ -286,6 +303,13 @@ def _fast_decrypters(fernets: list[Fernet]) -> tuple[_Decrypter, ...] | None:
             return None
         decrypters.append(decrypt)
     return tuple(decrypters)
+
+
+def _topic_secret(key: object) -> bytes:
+    """Derive the secret of a key's interest digests (the key was checked by _make_fernet)."""
+    secret = key.get_secret_value() if isinstance(key, SecretStr | SecretBytes) else key
+    raw = secret.encode() if isinstance(secret, str) else bytes(secret)  # type: ignore[arg-type]
+    return hashlib.sha256(b"addrbus interest keys\0" + base64.urlsafe_b64decode(raw)).digest()
 
 
 def _make_fernet(fernet_cls: type[Fernet], key: object, index: int) -> Fernet:

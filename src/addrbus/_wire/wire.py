@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import MessageTooLarge
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 # network, a frame delayed by milliseconds). At 10,000 messages/s this covers
 # the last 1.6 s, in about 3 MB (each id costs ~180 bytes: 100,000 took 18 MB).
 DEDUP_WINDOW = 16_384
+# Addresses whose interest keys (a keyed digest each, with a shared key) are kept computed.
+MAX_REMEMBERED_KEYS = 65_536
 
 
 class Wire:
@@ -33,6 +36,7 @@ class Wire:
         # leaves a hole that every later next(iter(...)) scans again (O(window) per frame).
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._limit = transport.max_frame_size
+        self._keys: dict[str, list[str]] = {}  # address -> its interest keys, with a shared key
 
     @property
     def encrypted(self) -> bool:
@@ -70,6 +74,51 @@ class Wire:
     async def unicast(self, node: str, env: Envelope, body: Any, *, timeout: float | None = None) -> bool:
         """Send to one node; return False if the transport knows nobody got it."""
         return await self._transport.unicast(node, self._frame(env, body), timeout=timeout)
+
+    def interest_key(self, address: str) -> str:
+        """Return the key a publish to ``address`` goes out under (the address itself without a shared key)."""
+        if self._sealer is None:
+            return address
+        keys = self._keys.get(address)
+        if keys is None:
+            keys = self._remember_keys(address)
+        return keys[0]
+
+    def interest_keys(self, addresses: Iterable[str]) -> list[str]:
+        """Return every key a node consuming ``addresses`` subscribes to (one per shared key each)."""
+        if self._sealer is None:
+            return list(addresses)
+        return [key for address in addresses for key in self._keys.get(address) or self._remember_keys(address)]
+
+    def _remember_keys(self, address: str) -> list[str]:
+        assert self._sealer is not None
+        if len(self._keys) >= MAX_REMEMBERED_KEYS:
+            self._keys.clear()  # addresses come and go; recomputing costs 2 us
+        keys = self._keys[address] = self._sealer.interest_keys(address)
+        return keys
+
+    async def publish(self, env: Envelope, body: Any) -> int | None:
+        """Send a publish to the nodes interested in its address; return how many heard it, if known."""
+        return await self._transport.publish(self.interest_key(env.addr), self._frame(env, body))
+
+    async def subscribe(self, addresses: Collection[str]) -> None:
+        """Have the transport deliver the publishes for ``addresses`` to this node."""
+        if addresses:
+            await self._transport.subscribe(self.interest_keys(addresses))
+
+    async def unsubscribe(self, addresses: Collection[str]) -> None:
+        """Have the transport stop delivering the publishes for ``addresses``."""
+        if addresses:
+            await self._transport.unsubscribe(self.interest_keys(addresses))
+
+    def body_budget(self, overhead: int) -> int | None:
+        """Return the largest body (in bytes) that fits a frame with ``overhead`` bytes of envelope; None: no limit."""
+        if self._objects:
+            return None
+        room = self._limit - overhead
+        if self._sealer is not None:
+            room = room * 3 // 4 - 128  # base64 and Fernet's version, time, IV, padding and HMAC
+        return max(room, 1024)
 
     def open(self, frame: Any) -> tuple[Envelope, Any, bool]:
         """Return (envelope, body, body_is_json) for a received frame.

@@ -32,13 +32,32 @@ never confirmed. ``confirm`` may be omitted (or ``None``) for any frame; a
 transport that never passes one, and a handler without the parameter, work as
 before. Transports that learn nothing from what they receive (memory://,
 redis://) never pass one and pay nothing.
+
+Delivery by interest (optional). The bus publishes a message for an address
+with :meth:`Transport.publish`, naming the address's *interest key* (the
+address itself, or a keyed digest of it when frames are sealed, so that the
+engine's topic names reveal nothing), and keeps :meth:`Transport.subscribe`
+current with the keys of the addresses this node consumes. A transport whose
+engine routes by topic (a Redis channel, a NATS subject, an MQTT topic per key)
+sets :attr:`Transport.routes_by_interest`: a node then receives published
+frames only for what it consumes. The defaults broadcast every publish and
+subscribe to nothing, so a transport without an engine works unchanged; one
+that filters on receipt (udp:// tags each datagram with the key's digest)
+drops the rest before any decryption.
+
+Knowing who listens (optional). A transport whose :meth:`~Transport.unicast`
+returns ``False`` exactly when nobody listens to that node's id, and whose
+:meth:`~Transport.broadcast` returns how many nodes heard, sets
+:attr:`Transport.knows_listeners`. The bus's membership then keeps no
+all-to-all heartbeat: each node watches a few neighbours only, so heartbeat
+traffic per node does not grow with the bus (docs/membership.md).
 """
 
 from __future__ import annotations
 
 import abc
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 FrameHandler = Callable[[Any], None]
@@ -94,6 +113,13 @@ class Transport(abc.ABC):
     #: no limit. Set by transports without flow control of their own (UDP), so
     #: that a burst of requests and their replies fits the receivers' buffers.
     max_in_flight: int = 0
+    #: True when :meth:`publish` reaches only the nodes subscribed to its key
+    #: (the engine routes by topic); False when every node hears every publish.
+    routes_by_interest: bool = False
+    #: True when :meth:`unicast` returns False exactly when no node listens to
+    #: that id, and :meth:`broadcast` returns how many nodes heard (Redis): the
+    #: membership then watches a few neighbours instead of hearing every node.
+    knows_listeners: bool = False
 
     def __init__(self) -> None:
         self.state: str = "disconnected"
@@ -140,6 +166,31 @@ class Transport(abc.ABC):
         :raises MessageTooLarge: if the frame exceeds :attr:`max_frame_size`.
         :raises TransportError: if the frame could not be handed over.
         """
+
+    async def publish(self, key: str, frame: Any, *, timeout: float | None = None) -> int | None:
+        """Send ``frame`` to every other node subscribed to the interest key ``key``.
+
+        The default broadcasts it (every node hears it, and drops what it does
+        not consume). Raises and returns as :meth:`broadcast`; the count, where
+        known, is of the nodes that received it.
+        """
+        return await self.broadcast(frame, timeout=timeout)
+
+    async def subscribe(self, keys: Collection[str]) -> None:
+        """Start receiving the frames published for each of ``keys``; idempotent per key.
+
+        Returns once the engine delivers them: a frame another node publishes
+        after this returns reaches this node. The transport keeps its
+        subscriptions across reconnects itself. The default does nothing (every
+        publish is broadcast).
+
+        :raises TransportError: if the engine refused or could not be reached.
+        """
+        return None
+
+    async def unsubscribe(self, keys: Collection[str]) -> None:
+        """Stop receiving the frames published for each of ``keys``; idempotent per key."""
+        return None
 
     def stats(self) -> dict[str, int]:
         """Return the transport's own counters (kernel drops, reconnects...)."""
