@@ -308,7 +308,8 @@ def _fast_decrypters(fernets: list[Fernet]) -> tuple[_Decrypter, ...] | None:
 def _topic_secret(key: object) -> bytes:
     """Derive the secret of a key's interest digests (the key was checked by _make_fernet)."""
     secret = key.get_secret_value() if isinstance(key, SecretStr | SecretBytes) else key
-    raw = secret.encode() if isinstance(secret, str) else bytes(secret)  # type: ignore[arg-type]
+    raw = secret.encode() if isinstance(secret, str) else secret
+    assert isinstance(raw, bytes)
     return hashlib.sha256(b"addrbus interest keys\0" + base64.urlsafe_b64decode(raw)).digest()
 
 
