@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 R = TypeVar("R")
 DEFAULT_URL = "memory://"
+CTL_OVERHEAD = 2048  # bytes a membership frame's envelope may take beside its body (a 128-character namespace)
 BYE_GRACE = 0.05  # seconds the requests owed by a node that said bye wait for its last replies
 
 
@@ -75,7 +76,8 @@ class EventBus(Registering, Sending):
         router = self._router = Router()
         self._out = Outbound(node, router, wire, pending, counters, self._node_gone)
         self._membership = Membership(router, self._out.send_ctl, self._node_gone, heartbeat=heartbeat,
-                                      startup_wait=startup_wait, count=counters.count)
+                                      startup_wait=startup_wait, count=counters.count, interest=wire,
+                                      budget=wire.body_budget(CTL_OVERHEAD), node_id=lambda: node.id)
         replies = Replies(node, pending, wire, counters, ratelog)
         self._in = Registry(node, router, self._membership, replies, counters, ratelog, max_queue=max_queue,
                                concurrency=concurrency)
@@ -165,7 +167,7 @@ class EventBus(Registering, Sending):
         await self._transport.start(node.id, node.namespace, self._on_frame)
         node.running = node.answering = True
         try:
-            await self._membership.start(self._transport.needs_heartbeat)
+            await self._membership.start(self._transport.needs_heartbeat, self._transport.knows_listeners)
         except BaseException:
             await self._stop()
             raise

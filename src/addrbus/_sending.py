@@ -48,7 +48,7 @@ class Sending:
         """
         env = self._out.publish(address, body, headers)
         if env is not None:
-            await self._wire.broadcast(env, body)
+            await self._wire.publish(env, body)
 
     async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None) -> None:
         """Deliver ``body`` to exactly one handler at ``address`` in the whole bus, round-robin.

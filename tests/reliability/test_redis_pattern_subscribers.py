@@ -127,7 +127,8 @@ async def test_a_monitor_that_comes_later_is_noticed_within_a_heartbeat(
         assert await bus.request(address, timeout=WAIT) == "here"
         # A node that died without a goodbye: its last state (from a plain client), no reader on its inbox.
         gone = address + ".gone"
-        announce = frame(namespace, "state", {"seq": 1, "hb": 1.0, "addrs": {gone: 1}}, kind="ctl", src=FAKE_NODE)
+        body = {"v": 2, "seq": 1, "hb": 1.0, "addrs": {gone: 1}}
+        announce = frame(namespace, "state", body, kind="ctl", src=FAKE_NODE)
         net = RedisNet(redis_server)
         try:
             await net.inject(bus, announce)

@@ -113,7 +113,7 @@ def content_junk(namespace: str, address: str) -> list[Junk]:
         Junk("send-to-nobody", _raw(env(kind="send", addr=f"{address}.nobody")), frozenset({"no_handlers"})),
         Junk("for-another-node", _raw(env(dst="f" * 16)), frozenset({"not_for_us"})),
         Junk("other-namespace", _raw(env(ns=namespace + ".x")), frozenset({"other_namespace"})),
-        Junk("control-unknown-op", _raw(env(kind="ctl", addr="rm -rf"), b'{"seq":1}'), frozenset({"bad_frame"})),
+        Junk("control-unknown-op", _raw(env(kind="ctl", addr="rm -rf"), b'{"v":2,"seq":1}'), frozenset({"bad_frame"})),
         Junk("control-not-object", _raw(env(kind="ctl", addr="hello"), b"[1]"), frozenset({"bad_frame"})),
     ]
     once = _raw(env(kind="send"), b'"not an item"')

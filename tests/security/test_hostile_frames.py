@@ -43,6 +43,7 @@ from tests.security._harness import (
 
 # isort: split
 # -- below the public API: the only private reaches of this file (paths change as src/ moves) --------
+from addrbus._core.peers import PROTOCOL
 from addrbus._wire import wire as _dedup_home  # where the duplicate window is kept
 from addrbus._wire.frames import decode_frame as _decode_frame  # to read frames captured on the medium
 
@@ -72,8 +73,8 @@ def envelope_of(payload: bytes) -> Any:
 
 
 def control(namespace: str, op: str, body: dict[str, Any], *, src: str = FAKE_NODE) -> bytes:
-    """Return a membership frame (hello, state, ping, bye) as a node ``src`` would send it."""
-    return frame(namespace, op, body, kind="ctl", src=src)
+    """Return a membership frame (hello, state, ping, bye) of protocol 2 as a node ``src`` would send it."""
+    return frame(namespace, op, {"v": PROTOCOL, **body}, kind="ctl", src=src)
 
 
 def state(namespace: str, addrs: dict[str, int], *, src: str = FAKE_NODE, seq: int = 1, hb: float = 1.0) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from addrbus import ConfigError, EventBus
-from addrbus._core import membership as caps  # the caps are module constants of membership
+from addrbus._core import peers as caps  # the caps are module constants of peers
 from addrbus._core.membership import Membership
 from addrbus._core.routing import Router
 from addrbus._counters import Counters
@@ -36,8 +36,8 @@ MB = 1024 * 1024
 
 
 def control(namespace: str, op: str, body: dict[str, Any], src: str = FAKE_NODE) -> bytes:
-    """Return a membership frame as node ``src`` would send it."""
-    return frame(namespace, op, body, kind="ctl", src=src)
+    """Return a membership frame of protocol 2 as node ``src`` would send it."""
+    return frame(namespace, op, {"v": caps.PROTOCOL, **body}, kind="ctl", src=src)
 
 
 def fake_node(i: int) -> str:
@@ -205,7 +205,7 @@ async def test_hello_answers_are_capped_per_node_and_for_all_nodes_together() ->
     await members.start(use_heartbeat=False)
     sent.clear()
     loop = asyncio.get_running_loop()
-    hello = {"seq": 1, "hb": 60.0, "addrs": {"a": 1}}
+    hello = {"v": caps.PROTOCOL, "seq": 1, "hb": 60.0, "addrs": {"a": 1}}
     for _ in range(10_000):
         members.on_ctl("hello", fake_node(0), hello)
     await asyncio.sleep(0)  # the answers are tasks: let them start

@@ -1,23 +1,18 @@
-"""Membership over broadcast: every node learns which nodes consume which addresses.
+"""Membership: every node learns which nodes consume which addresses, and which nodes are gone.
 
-The protocol, on control frames (envelope kind ``ctl``, the operation in ``addr``):
+Protocol version 2, on control frames (envelope kind ``ctl``, the operation in
+``addr``; docs/membership.md describes each): ``hello`` (with our state, or
+asking for one), ``state`` (a full map, split into parts to fit a frame),
+``delta`` (the change from state ``base`` to state ``seq``), ``ping``/``pong``,
+``bye`` and ``gone`` (a node saw another go).
 
-* ``hello``  (broadcast at start, or unicast to one node whose state we lack):
-  carries the sender's state; every receiver answers with its own ``state``.
-* ``state``  (on change, broadcast; in answer to hello, unicast): the full map
-  address -> handler count, with a sequence number; older ones are ignored.
-* ``ping``   (broadcast every heartbeat): just the sequence number; a receiver
-  that lacks that state asks for it with a unicast hello.
-* ``bye``    (broadcast at stop): forget me now.
-
-A node not heard from for ``misses`` heartbeats is dropped, and the requests
-it owed fail at once.
-
-Anybody who can write to the medium can send these frames, so what a remote
-node can make this one hold or do is capped (the constants below, documented
-in docs/security.md and docs/membership.md): a frame past a cap is dropped
-whole, counted as ``dropped.<reason>`` and logged at most once per reason per
-10 s. Nothing a remote node sends raises into a caller.
+Liveness depends on the transport. Where it knows who listens
+(``knows_listeners``: Redis), each node pings its two successors in the ring of
+node ids; a ping that reaches nobody, or three unanswered, make it broadcast
+``gone``, so traffic per node at rest does not grow with the bus. Elsewhere
+(UDP) every node broadcasts a ping per heartbeat and one not heard for three is
+dropped. The memory hub needs neither. What a remote node can make this one
+hold or do is capped (:mod:`.peers`, :mod:`.answers`).
 """
 
 from __future__ import annotations
@@ -25,13 +20,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 from typing import TYPE_CHECKING, Any
 
-from .._addresses import MAX_ADDRESS_LENGTH
 from .._exceptions import ConfigError
 from .._ids import now
 from .._ratelog import RateLimitedLog
+from . import peers
+from .announce import Announcer, Interest
+from .answers import Answers
+from .peers import (
+    HEARTBEAT_RANGE,
+    MAX_NODES,
+    MAX_REMOTE_ADDRESSES,
+    MAX_SEQ,
+    MAX_SEQ_JUMP,
+    NODE_ID,
+    PROTOCOL,
+    Assembly,
+    Peer,
+    Refused,
+    check_addresses,
+    check_part,
+    check_removed,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -40,81 +51,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("addrbus.membership")  # the name users configure; fixed when files move
 
-#: Remote nodes this node keeps track of; a new one past this is not learnt (``dropped.too_many_nodes``).
-MAX_NODES = 1_024
-#: Addresses one node may announce (``dropped.too_many_addresses``).
-MAX_ADDRESSES_PER_NODE = 10_000
-#: Addresses held for all remote nodes together (``dropped.too_many_addresses``).
-MAX_REMOTE_ADDRESSES = 100_000
-#: Handlers one node may announce for one address (``dropped.too_many_handlers``); 0 means none.
-MAX_HANDLERS_PER_ADDRESS = 1_024
-#: The heartbeat interval, in seconds, a node may announce (``dropped.bad_heartbeat``) or be given.
-HEARTBEAT_RANGE = (0.05, 60.0)
-#: How far past the one held a node's sequence number may move in one frame (``dropped.seq_jump``).
-MAX_SEQ_JUMP = 2**31
-#: Answers (a ``state`` to a ``hello``, a ``hello`` to a ``ping``) sent per second, to every node together.
-MAX_ANSWERS_PER_SECOND = 256
-#: ... and how many may go out at once after a quiet spell (every node of a full table starting together).
-ANSWER_BURST = MAX_NODES
-
-_MAX_SEQ = 2**63 - 1
-_NODE_ID = re.compile(r"[0-9a-f]{16}")  # what _ids.new_node_id() makes, and transports require
-# What address_of() refuses (control characters), plus what UTF-8 cannot encode (lone surrogates).
-_BAD_ADDRESS_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_UNENCODABLE = re.compile("[\ud800-\udfff]")  # the only str that UTF-8 refuses: lone surrogates
-_OPERATIONS = frozenset({"hello", "state", "ping", "bye"})
+_OPERATIONS = frozenset({"hello", "state", "delta", "ping", "pong", "bye", "gone"})
 LEFT = "it left the bus"  # why a node is gone after its bye
-
-
-class _Refused(Exception):
-    """A control frame past a cap: dropped whole, counted as ``dropped.<reason>``."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class _Peer:
-    """What this node knows of one remote node."""
-
-    __slots__ = ("answered", "asked", "hb", "heard", "owed", "pinged", "pinged_at", "seq")
-
-    def __init__(self, hb: float) -> None:
-        self.seq = -1  # of the state held; -1 until one arrives
-        self.heard = now()
-        self.hb = hb
-        self.pinged: int | None = None  # the seq of its last ping, when it is not the one held
-        self.answered = self.asked = self.pinged_at = -math.inf  # loop times: our answer, our hello, its ping
-        self.owed: asyncio.TimerHandle | None = None  # a state answer due at the end of its window
-
-
-def check_addresses(addrs: Any) -> dict[str, int]:
-    """Return a received address map without its zero counts.
-
-    :raises ValueError: for a map no bus sends (not an object, counts not integers or negative).
-    :raises _Refused: past the caps on addresses and handlers, or an address ``address_of`` refuses.
-    """
-    if not isinstance(addrs, dict):
-        raise ValueError("bad address map")
-    if len(addrs) > MAX_ADDRESSES_PER_NODE:
-        raise _Refused("too_many_addresses")
-    if not addrs:
-        return {}
-    # map/min/max run in C: 10,000 addresses are checked in 4 ms (16 ms at 255 characters each).
-    counts = addrs.values()
-    if set(map(type, counts)) != {int} or min(counts) < 0:
-        raise ValueError("bad address map")
-    if max(counts) > MAX_HANDLERS_PER_ADDRESS:
-        raise _Refused("too_many_handlers")
-    keys = addrs.keys()
-    if (min(map(len, keys)) == 0 or max(map(len, keys)) > MAX_ADDRESS_LENGTH or any(map(str.isspace, keys))
-            or _BAD_ADDRESS_CHARS.search("".join(keys))):
-        raise _Refused("bad_address")
-    return {a: c for a, c in addrs.items() if c}
+RING = 2  # successors each node watches in ring mode
 
 
 class Membership:
-    """Keep the router's view of remote nodes current, within the caps above."""
+    """Keep the router's view of remote nodes current, within the caps of :mod:`.peers`."""
 
     def __init__(
         self,
@@ -126,6 +69,9 @@ class Membership:
         misses: int = 3,
         startup_wait: float = 0.25,
         count: Callable[[str], None] | None = None,
+        interest: Interest | None = None,
+        budget: int | None = None,
+        node_id: Callable[[], str] = lambda: "",
     ) -> None:
         if not HEARTBEAT_RANGE[0] <= heartbeat <= HEARTBEAT_RANGE[1]:
             raise ConfigError(f"heartbeat must be between {HEARTBEAT_RANGE[0]} and {HEARTBEAT_RANGE[1]} seconds,"
@@ -135,48 +81,44 @@ class Membership:
         self._on_node_gone = on_node_gone
         self._count = count or (lambda key: None)
         self._ratelog = RateLimitedLog(logger)
+        self._me = node_id
         self.heartbeat = heartbeat
         self.misses = misses
         self.startup_wait = startup_wait
-        self._seq = 0
-        self._peers: dict[str, _Peer] = {}
-        self._announce_task: asyncio.Task[None] | None = None
+        self._out = Announcer(router, send_ctl, interest, budget, heartbeat, self._ratelog)
+        self._peers: dict[str, Peer] = {}
+        self._answer = Answers(send_ctl, self._out, self._peers.get, heartbeat, self._count, self._ratelog)
+        self._ring: list[str] | None = None  # sorted ids of the nodes whose state we hold, us included
+        self._ring_mode = False
         self._heartbeat_task: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
-        self._answers: asyncio.Event | None = None  # set while start() waits for the first states
+        self._answers: asyncio.Event | None = None  # set while a hello waits for the first states
         self._answered: set[str] = set()
         self._expected = 0
-        self._tokens = float(ANSWER_BURST)
-        self._refilled = -math.inf
+        self._assembling = 0  # addresses held in every peer's assembly together
+        self._refuted = -math.inf
         self._running = False
 
-    def _state(self) -> dict[str, Any]:
-        return {"seq": self._seq, "hb": self.heartbeat, "addrs": self._announced(self._router.local_counts())}
+    # -- lifecycle ------------------------------------------------------------------------------
 
-    def _announced(self, counts: dict[str, int]) -> dict[str, int]:
-        """Return what peers will take of this node's addresses: one that cannot be encoded never hides the rest."""
-        if _UNENCODABLE.search("".join(counts)):
-            bad = [a for a in counts if _UNENCODABLE.search(a)]
-            self._ratelog.warning("unencodable_address", "not announcing %d address(es) that UTF-8 cannot encode,"
-                                  " e.g. %r; the others are announced", len(bad), bad[0])
-            counts = {a: c for a, c in counts.items() if not _UNENCODABLE.search(a)}
-        if len(counts) > MAX_ADDRESSES_PER_NODE:
-            self._ratelog.warning("too_many_addresses_here", "this node consumes %d addresses; peers take at most"
-                                  " %d, so only that many are announced", len(counts), MAX_ADDRESSES_PER_NODE)
-            counts = dict(list(counts.items())[:MAX_ADDRESSES_PER_NODE])
-        if counts and max(counts.values()) > MAX_HANDLERS_PER_ADDRESS:  # a weight only: the share of requests
-            counts = {a: min(c, MAX_HANDLERS_PER_ADDRESS) for a, c in counts.items()}
-        return counts
+    async def start(self, use_heartbeat: bool, ring: bool = False) -> None:
+        """Subscribe, say hello and wait for the first exchange of state."""
+        self._running = self._answer.running = True
+        self._ring_mode = ring
+        await self._out.start()
+        await self._greet()
+        if use_heartbeat:
+            self._heartbeat_task = asyncio.get_running_loop().create_task(self._beat())
 
-    async def start(self, use_heartbeat: bool) -> None:
-        """Say hello and wait for the first exchange of state."""
-        self._running = True
-        self._seq += 1
+    async def _greet(self) -> None:
+        """Broadcast hello and our state; wait for every node that heard it to answer (or a short window)."""
         self._answers = asyncio.Event()
         self._answered = set()
         self._expected = 0
         try:
-            expected = await self._send("hello", self._state(), None)
+            frames = self._out.state_bodies()
+            expected = await self._send("hello", frames[0], None)
+            for body in frames[1:]:
+                await self._send("state", body, None)
             if isinstance(expected, int) and not isinstance(expected, bool):
                 # The transport knows how many nodes heard us: wait for each answer.
                 self._expected = expected
@@ -194,15 +136,15 @@ class Membership:
         finally:
             self._answers = None  # later states are not answers to count
             self._answered = set()
-        if use_heartbeat:
-            self._heartbeat_task = asyncio.get_running_loop().create_task(self._beat())
 
     async def stop(self) -> None:
         """Say goodbye and stop the heartbeat."""
-        self._running = False
-        if self._background:  # answers already due go out before the bye (a starting node waits for them)
-            await asyncio.wait(set(self._background), timeout=1.0)
-        tasks = [t for t in (self._heartbeat_task, self._announce_task, *self._background) if t is not None]
+        self._running = self._answer.running = False
+        background = self._answer.background
+        if background:  # answers already due go out before the bye (a starting node waits for them)
+            await asyncio.wait(set(background), timeout=1.0)
+        tasks = [t for t in (self._heartbeat_task, *background) if t is not None]
+        await self._out.stop()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -210,184 +152,244 @@ class Membership:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-        self._heartbeat_task = self._announce_task = None
+        self._heartbeat_task = None
         try:
-            await asyncio.wait_for(self._send("bye", {"seq": self._seq}, None), 1.0)
+            await asyncio.wait_for(self._send("bye", self._out.header(), None), 1.0)
         except Exception:
             logger.debug("could not say goodbye", exc_info=True)
         for peer in self._peers.values():
             if peer.owed is not None:
                 peer.owed.cancel()
         self._peers.clear()
+        self._ring = None
+        self._assembling = 0
         self._router.clear_remote()
 
-    def changed(self) -> None:
-        """Announce the local state soon (coalescing bursts of changes)."""
-        if not self._running:
-            return
-        self._seq += 1
-        if self._announce_task is None or self._announce_task.done():
-            self._announce_task = asyncio.get_running_loop().create_task(self._announce())
-
-    async def _announce(self) -> None:
-        await asyncio.sleep(0)  # let a burst of registrations land first
-        try:
-            await self._send("state", self._state(), None)
-        except Exception:
-            logger.warning("could not announce this node's addresses; will retry on the next heartbeat",
-                           exc_info=True)
+    def changed(self, address: str | None = None) -> None:
+        """Announce the change of ``address`` soon (coalescing bursts of changes)."""
+        if self._running:
+            self._out.changed(address)
 
     async def reannounce(self) -> None:
-        """Say hello again (after the transport reconnected)."""
-        self._seq += 1
+        """After the transport reconnected: say hello again, and forget the nodes that did not answer."""
+        for peer in self._peers.values():
+            peer.fresh = False
         try:
-            await self._send("hello", self._state(), None)
+            await self._greet()
         except Exception:
             logger.warning("could not re-announce this node", exc_info=True)
+            return
+        if self._expected >= 0:  # only where the transport knows who heard us
+            for node in [n for n, p in self._peers.items() if not p.fresh]:
+                self._forget(node, "it did not answer after this node reconnected")
+
+    # -- receiving ------------------------------------------------------------------------------
 
     def on_ctl(self, op: str, node: str, body: Any) -> None:
         """Handle one control frame from ``node``.
 
-        A frame past a cap is dropped and counted here.
+        A frame past a cap, or of another protocol version, is dropped and counted here.
 
         :raises ValueError: for a frame no bus sends (the caller counts ``dropped.bad_frame``).
         """
         if not isinstance(body, dict):
             raise ValueError("control body is not an object")
-        seq = body.get("seq")
-        if type(seq) is not int or not 0 <= seq <= _MAX_SEQ:
-            raise ValueError("control body without seq")
-        if op not in _OPERATIONS:
-            raise ValueError("unknown control operation")
         try:
+            version = body.get("v", 1)
+            if version != PROTOCOL:
+                self._count("dropped.protocol_version")
+                self._ratelog.warning(f"protocol_{version!r:.20}", "dropped a membership frame of protocol version"
+                                      " %.20r from node %.16s: this node speaks version %d; run one version of"
+                                      " addrbus on every node of a bus", version, node, PROTOCOL)
+                return
+            seq = body.get("seq")
+            if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+                raise ValueError("control body without seq")
+            if op not in _OPERATIONS:
+                raise ValueError("unknown control operation")
             self._on_ctl(op, node, body, seq)
-        except _Refused as exc:
+        except Refused as exc:
             self._count(f"dropped.{exc.reason}")
             self._ratelog.warning(exc.reason, "dropped a membership frame: %s", exc.reason)
 
     def _on_ctl(self, op: str, node: str, body: dict[str, Any], seq: int) -> None:
-        if not isinstance(node, str) or _NODE_ID.fullmatch(node) is None:
-            raise _Refused("bad_node_id")
+        if not isinstance(node, str) or NODE_ID.fullmatch(node) is None:
+            raise Refused("bad_node_id")
         peer = self._peers.get(node)
         if op == "bye":
             if peer is not None or node in self._router.nodes:
                 self._forget(node, LEFT)
             return
+        if op == "gone":
+            self._on_gone(node, body.get("node"))
+            return
         hb = body.get("hb", self.heartbeat)
         if type(hb) not in (int, float) or not HEARTBEAT_RANGE[0] <= hb <= HEARTBEAT_RANGE[1]:
-            raise _Refused("bad_heartbeat")
+            raise Refused("bad_heartbeat")
         if peer is None and len(self._peers) >= MAX_NODES:
-            raise _Refused("too_many_nodes")
+            raise Refused("too_many_nodes")
         if peer is not None and peer.seq >= 0 and seq > peer.seq + MAX_SEQ_JUMP:
-            raise _Refused("seq_jump")
-        if op == "ping":
-            if peer is None:
-                peer = self._peers[node] = _Peer(hb)
-            t = asyncio.get_running_loop().time()
+            raise Refused("seq_jump")
+        if peer is None:
+            peer = self._peers[node] = Peer(float(hb))
+        peer.heard, peer.hb, peer.fresh = now(), float(hb), True
+        if op in ("ping", "pong"):
+            self._on_ping(op, node, peer, seq)
+        elif op == "delta":
+            self._on_delta(node, peer, body, seq)
+        elif op == "state" or "addrs" in body:
+            self._on_state(op, node, peer, body, seq)
+        if op == "hello":
+            self._answer.hello(node, peer)
+
+    def _on_ping(self, op: str, node: str, peer: Peer, seq: int) -> None:
+        t = asyncio.get_running_loop().time()
+        if op == "pong":
+            peer.unanswered = 0
+        else:
             fast, peer.pinged_at = t - peer.pinged_at < peer.hb / 2, t  # a real node pings once per its hb
-            peer.heard, peer.hb = now(), float(hb)
-            if seq != peer.seq:
-                peer.pinged = seq
-                self._ask_state(node, peer, t, fast)
-            return
+            if self._ring_mode:
+                self._answer.pong(node, peer, t)
+        if seq != peer.seq:
+            peer.pinged = seq
+            self._answer.ask_state(node, peer, t, op == "ping" and fast)
+
+    def _on_state(self, op: str, node: str, peer: Peer, body: dict[str, Any], seq: int) -> None:
+        part, parts = check_part(body)
         counts = check_addresses(body.get("addrs"))
         # Newer than what we hold, or the one its own last ping names: a node's seq only grows, so a
         # higher one held (forged, or from before a confusion) gives way to what the node says now.
-        if peer is None or seq >= peer.seq or seq == peer.pinged:
-            held = self._router.remote_entries - len(self._router.nodes.get(node, ()))
-            if held + len(counts) > MAX_REMOTE_ADDRESSES:
-                raise _Refused("too_many_addresses")
-            if peer is None:
-                peer = self._peers[node] = _Peer(hb)
-            peer.seq, peer.pinged = seq, None
-            self._router.set_node(node, counts)
-        peer.heard, peer.hb = now(), float(hb)
-        if op == "hello":
-            self._answer_hello(node, peer)
-        elif self._answers is not None:
+        if not (seq >= peer.seq or seq == peer.pinged):
+            return
+        if parts > 1:
+            assembly = peer.assembly
+            if assembly is None or assembly.seq != seq or assembly.total != parts:
+                self._drop_assembly(peer)
+                assembly = peer.assembly = Assembly(seq, parts)
+            if self._assembling + len(counts) > MAX_REMOTE_ADDRESSES:
+                raise Refused("too_many_addresses")
+            self._assembling += assembly.add(part, counts)
+            if not assembly.complete:
+                return
+            counts = assembly.counts
+            self._drop_assembly(peer)
+        held = self._router.remote_entries - len(self._router.nodes.get(node, ()))
+        if held + len(counts) > MAX_REMOTE_ADDRESSES:
+            raise Refused("too_many_addresses")
+        joined = node not in self._router.nodes
+        peer.seq, peer.pinged = seq, None
+        self._router.set_node(node, counts)
+        if joined:
+            self._ring = None
+        if op == "state" and self._answers is not None:
             self._answered.add(node)
             if 0 < self._expected <= len(self._answered):
                 self._answers.set()
 
-    # -- answers, capped per node and for all nodes together -------------------------------------
+    def _drop_assembly(self, peer: Peer) -> None:
+        if peer.assembly is not None:
+            self._assembling -= len(peer.assembly.counts)
+            peer.assembly = None
 
-    def _take_answer(self) -> bool:
-        """Take one of the answers allowed this second; False (and counted) when there is none left."""
-        t = asyncio.get_running_loop().time()
-        self._tokens = min(float(ANSWER_BURST), self._tokens + (t - self._refilled) * MAX_ANSWERS_PER_SECOND)
-        self._refilled = t
-        if self._tokens < 1:
-            self._count("dropped.answer_rate")
-            self._ratelog.warning("answer_rate", "not answering a membership frame: more than %d answers a second",
-                                  MAX_ANSWERS_PER_SECOND)
-            return False
-        self._tokens -= 1
-        return True
-
-    def _answer_hello(self, node: str, peer: _Peer) -> None:
-        """Answer with our state at once, or once at the end of this node's window (one heartbeat of ours)."""
-        loop = asyncio.get_running_loop()
-        wait = peer.answered + self.heartbeat - loop.time()
-        if peer.owed is not None:  # a second hello in the window is ordinary (a ping crossed our answer)
-            self._count("dropped.hello_flood")
-            self._ratelog.warning("hello_flood", "a node says hello more than twice per heartbeat; answering once")
-        elif wait <= 0:
-            self._send_state(node, peer)
-        else:
-            peer.owed = loop.call_later(wait, self._owed_answer, node)
-
-    def _owed_answer(self, node: str) -> None:
-        peer = self._peers.get(node)
-        if peer is not None and self._running:
-            peer.owed = None
-            self._send_state(node, peer)
-
-    def _send_state(self, node: str, peer: _Peer) -> None:
-        if self._take_answer():
-            peer.answered = asyncio.get_running_loop().time()
-            self._spawn(self._send_quietly("state", node))
-
-    def _ask_state(self, node: str, peer: _Peer, t: float, fast: bool) -> None:
-        """Ask ``node`` for its state (its ping names one we lack), at most twice per heartbeat of ours."""
-        if t - peer.asked < self.heartbeat / 2:
-            if fast:  # pings faster than the node's own interval: not a real node's
-                self._count("dropped.ping_flood")
-                self._ratelog.warning("ping_flood", "a node pings faster than its heartbeat; not asking each time")
+    def _on_delta(self, node: str, peer: Peer, body: dict[str, Any], seq: int) -> None:
+        base = body.get("base")
+        if type(base) is not int:
+            raise ValueError("delta without base")
+        added = check_addresses(body.get("add", {}))
+        removed = check_removed(body.get("del", []))
+        if seq <= peer.seq:
+            return  # older than the state held: already in it
+        if peer.seq < 0 or base != peer.seq:
+            peer.pinged = seq  # a gap: the full state is what we need
+            self._answer.ask_state(node, peer, asyncio.get_running_loop().time(), False)
             return
-        if self._take_answer():
-            peer.asked = t
-            self._spawn(self._send_quietly("hello", node))
+        held = self._router.nodes.get(node, {})
+        grows = sum(1 for a in added if a not in held) - sum(1 for a in removed if a in held)
+        if len(held) + grows > peers.MAX_ADDRESSES_PER_NODE:
+            raise Refused("too_many_addresses")
+        if self._router.remote_entries + grows > MAX_REMOTE_ADDRESSES:
+            raise Refused("too_many_addresses")
+        peer.seq = seq
+        self._router.update_node(node, added, removed)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def _on_gone(self, node: str, gone: Any) -> None:
+        if not isinstance(gone, str) or NODE_ID.fullmatch(gone) is None:
+            raise Refused("bad_node_id")
+        if gone == self._me():
+            # Somebody thinks we are gone (we were paused, or a forger says so): say hello again.
+            t = asyncio.get_running_loop().time()
+            if self._running and t - self._refuted >= self.heartbeat:
+                self._refuted = t
+                self._answer.spawn(self._greet())
+        elif gone in self._peers or gone in self._router.nodes:
+            self._forget(gone, f"node {node} saw it go")
 
-    async def _send_quietly(self, op: str, node: str) -> None:
-        try:
-            await self._send(op, self._state(), node)
-        except Exception:
-            logger.debug("could not send %s to node %s", op, node, exc_info=True)
+    # -- liveness -------------------------------------------------------------------------------
 
     def _forget(self, node: str, why: str) -> None:
         peer = self._peers.pop(node, None)
-        if peer is not None and peer.owed is not None:
-            peer.owed.cancel()
+        if peer is not None:
+            if peer.owed is not None:
+                peer.owed.cancel()
+            self._drop_assembly(peer)
         if self._router.remove_node(node):
+            self._ring = None
             logger.info("node %s is gone: %s", node, why)
         self._on_node_gone(node, why)
+
+    def _successors(self) -> list[str]:
+        """Return the nodes this one watches: the next ones after it in the ring of node ids."""
+        ring = self._ring
+        me = self._me()
+        if ring is None:
+            ring = self._ring = sorted({*self._router.nodes, me})
+        if len(ring) < 2:
+            return []
+        i = ring.index(me) if me in ring else 0
+        return [ring[(i + k) % len(ring)] for k in range(1, min(RING, len(ring) - 1) + 1)]
 
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
-            try:
-                await self._send("ping", {"seq": self._seq, "hb": self.heartbeat}, None)
-            except Exception:
-                logger.debug("heartbeat not sent", exc_info=True)
+            if self._ring_mode:
+                await self._watch_ring()
+            else:
+                try:
+                    await self._send("ping", self._out.header(), None)
+                except Exception:
+                    logger.debug("heartbeat not sent", exc_info=True)
+            await self._out.repair()
             t = now()
             for node, peer in list(self._peers.items()):
-                if t - peer.heard > peer.hb * self.misses:
+                # In ring mode only a node with no state yet expires by silence; the ring watches the rest.
+                if (not self._ring_mode or peer.seq < 0) and t - peer.heard > peer.hb * self.misses:
                     self._forget(node, f"no heartbeat for {t - peer.heard:.1f} s")
+
+    async def _watch_ring(self) -> None:
+        """Ping our successors; one that nobody listens for, or that left three pings unanswered, is gone."""
+        for node in self._successors():
+            peer = self._peers.get(node)
+            if peer is None:
+                continue
+            try:
+                heard = await self._send("ping", self._out.header(), node)
+            except Exception:
+                logger.debug("ping to node %s not sent", node, exc_info=True)
+                continue
+            if heard is False:
+                await self._declare_gone(node, "its inbox has no listener")
+                continue
+            peer.unanswered += 1
+            silent = now() - peer.heard
+            if peer.unanswered > self.misses and silent > peer.hb * self.misses:
+                await self._declare_gone(node, f"no answer to {peer.unanswered - 1} pings in {silent:.1f} s")
+
+    async def _declare_gone(self, node: str, why: str) -> None:
+        self._forget(node, why)
+        try:
+            await self._send("gone", {**self._out.header(), "node": node}, None)
+        except Exception:
+            logger.debug("could not tell the bus that node %s is gone", node, exc_info=True)
 
     @property
     def nodes(self) -> dict[str, dict[str, int]]:

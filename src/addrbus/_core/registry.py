@@ -73,7 +73,7 @@ class Registry:
             max_queue=max_queue or self.max_queue, concurrency=concurrency or self.concurrency,
         )
         self._router.add_local(reg)
-        self._membership.changed()
+        self._membership.changed(addr)
         return reg
 
     def decorator_or_registration(self, address: Any, handler: Callable[..., Any] | None, body_default: bool,
@@ -99,7 +99,7 @@ class Registry:
         self._router.remove_local(reg)
         if reg.tasks:
             self._detached = [*self._detached, reg]
-        self._membership.changed()
+        self._membership.changed(reg.address)
 
     def wake_all(self) -> None:
         """Wake every stream waiting for a message (the bus stopped)."""

@@ -81,8 +81,31 @@ class Router:
                 self.remote.setdefault(address, {})[node] = count
         new = self.nodes[node] = {a: c for a, c in counts.items() if c > 0}
         self.remote_entries += len(new) - len(old)
+        targets = self._targets
         for address in old.keys() | counts.keys():
-            self._changed(address)
+            targets.pop(address, None)
+        self._wake()
+
+    def update_node(self, node: str, added: dict[str, int], removed: list[str]) -> None:
+        """Change what ``node`` consumes: set the counts of ``added``, drop ``removed``."""
+        held = self.nodes.setdefault(node, {})
+        before = len(held)
+        remote = self.remote
+        for address in removed:
+            if held.pop(address, None) is not None:
+                by_node = remote.get(address)
+                if by_node is not None:
+                    by_node.pop(node, None)
+                    if not by_node:
+                        del remote[address]
+                self._targets.pop(address, None)
+        for address, count in added.items():
+            if count > 0:
+                held[address] = count
+                remote.setdefault(address, {})[node] = count
+                self._targets.pop(address, None)
+        self.remote_entries += len(held) - before
+        self._wake()
 
     def remove_node(self, node: str) -> bool:
         """Forget ``node``; return whether it was known."""
