@@ -277,7 +277,11 @@ class EventBus(Registering, Sending):
         return await self._router.wait_for_count(address_of(address), count, exactly, timeout)
 
     def stats(self) -> dict[str, int]:
-        """Return the bus's counters: sent, published, delivered, replies, failures.*, dropped.*."""
+        """Return the bus's counters: sent, published, delivered, replies, frames.received, failures.*, dropped.*.
+
+        ``frames.received`` counts every frame the transport handed to this bus,
+        membership frames included: what routing costs this node.
+        """
         result = self._counters.snapshot()
         result["pending_requests"] = len(self._pending)
         result.update({f"transport.{key}": value for key, value in self._transport.stats().items()})
