@@ -163,6 +163,24 @@ async def test_a_forged_seq_under_the_jump_cap_heals_at_the_real_nodes_next_ping
     await pair.still_served()
 
 
+# -- frames of another membership protocol -------------------------------------------------------------
+
+
+async def test_a_frame_of_the_old_protocol_is_dropped_and_never_misread(pair: Pair,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """A version-1 state (no ``v``) emptying the real node's addresses: dropped, counted, logged by version."""
+    before = counted(pair.victim).get("protocol_version", 0)
+    old = frame(pair.victim.namespace, "state", {"seq": 2**40, "hb": 0.2, "addrs": {}}, kind="ctl",
+                src=pair.real.node_id)
+    with caplog.at_level("WARNING", logger="addrbus.membership"):
+        await pair.inject(old)
+        await pair.flush()
+    assert counted(pair.victim).get("protocol_version", 0) == before + 1
+    assert pair.victim.nodes()[pair.real.node_id] == {pair.address: 1}, "the old frame was read"
+    assert any("protocol version 1" in r.getMessage() for r in caplog.records)
+    await pair.still_served()
+
+
 # -- floods of pings and hellos ------------------------------------------------------------------------
 
 
