@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,50 @@ async def test_a_late_joiner_learns_the_routes_during_start(spawn: Any) -> None:
         async with bus_on(url, ns) as bus:
             reply = await bus.request(address, SAMPLE, response_type=Receipt, timeout=WAIT)
             assert reply.by == service_id and reply.total == 3
+
+
+# -- redis://: the ring of pings (issue 13) ----------------------------------------------------------
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+async def test_a_consumer_killed_or_paused_on_redis_is_gone_from_every_node_within_3_s(
+        spawn: Any, redis_server: Any, how: str) -> None:
+    """Six nodes watch each other in a ring: the victim's requests fail and every node forgets it, in 3 s.
+
+    SIGKILL closes its connections (its watcher's next ping reaches nobody);
+    SIGSTOP keeps them open (three pings go unanswered). The watchers run with
+    the default heartbeat of 1 s for the kill, the helpers' 0.2 s for the pause.
+    """
+    url, ns, address = str(redis_server.url), unique("ns"), unique("stuck")
+    victim = await spawn("hang", url, ns, address)
+    (victim_id,) = await victim.expect("ready")
+    heartbeat = 1.0 if how == "SIGKILL" else HEARTBEAT
+    async with AsyncExitStack() as stack:
+        buses = [await stack.enter_async_context(EventBus(url, namespace=ns, heartbeat=heartbeat, stop_timeout=1.0))
+                 for _ in range(5)]
+        for bus in buses:
+            await bus.wait_for_handlers(address, 1, timeout=WAIT)
+        requests = [asyncio.ensure_future(buses[0].request(address, n, timeout=30.0)) for n in range(10)]
+        for n in range(10):
+            assert await victim.expect("handling") == [str(n + 1)]
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        victim.process.send_signal(getattr(signal, how))
+        try:
+            done, still = await asyncio.wait(requests, timeout=WAIT)
+            failed_in = loop.time() - began
+            for task in still:
+                task.cancel()
+            assert not still, f"{len(still)} requests still pending {WAIT} s after {how}"
+            assert all(isinstance(task.exception(), RecipientGone) for task in done)
+            for _ in range(1000):  # bounded: 10 ms a turn
+                if all(victim_id not in bus.nodes() for bus in buses):
+                    break
+                await asyncio.sleep(0.01)
+            forgotten_in = loop.time() - began
+            assert all(victim_id not in bus.nodes() for bus in buses), "a node still lists the victim"
+            assert failed_in < 3.0 and forgotten_in < 3.0, (failed_in, forgotten_in)
+        finally:
+            if how == "SIGSTOP":
+                victim.process.send_signal(signal.SIGCONT)  # so that teardown can stop it

@@ -67,6 +67,9 @@ class RedisTransport(Transport):
 
     scheme = "redis"
     needs_heartbeat = True
+    # PUBLISH to an inbox reports 0 receivers exactly when its node's connection is gone
+    # (pattern subscribers are seen past, .counts): membership watches a ring, not every node.
+    knows_listeners = True
     passes_objects = False
 
     def __init__(self, url: str) -> None:
