@@ -43,7 +43,7 @@ from addrbus import EventBus
 from addrbus._wire.bodies import encode_body
 from addrbus._wire.envelope import Envelope
 from addrbus._wire.frames import encode_frame
-from addrbus.transports.udp.transport import BURST, BURST_BYTES, DEFAULT_RATE, OVERHEAD
+from addrbus.transports.udp.send import BURST, BURST_BYTES, DEFAULT_RATE, OVERHEAD
 from addrbus.transports.udp.wire import HEADER_SIZE, RCVBUF, kernel_drops
 
 ECHO, SINK = "bench.echo", "bench.sink"

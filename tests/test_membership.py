@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from addrbus import EventBus
-from addrbus._core.membership import RING, Membership
-from addrbus._core.peers import PROTOCOL
+from addrbus import EventBus, TransportError, generate_key
+from addrbus._core.membership import Membership
+from addrbus._core.peers import PROTOCOL, RING
 from addrbus._core.routing import Router
 from addrbus._counters import Counters
 from tests._hostile import FOUR_WAYS, url_of
@@ -47,6 +47,10 @@ async def buses() -> AsyncIterator[Callable[..., EventBus]]:
 
 def received(bus: EventBus) -> int:
     return bus.stats()["frames.received"]
+
+
+def subscriptions(bus: EventBus) -> int:
+    return bus.stats()["transport.interest_subscriptions"]
 
 
 async def until(check: Callable[[], bool], what: str, bound: float = WAIT) -> None:
@@ -143,11 +147,20 @@ async def test_removing_a_consumer_reaches_every_peer(url: str, buses: Callable[
 # -- delivery by interest --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", [pytest.param("memory"), pytest.param("memory-serialize")], indirect=True)
+ROUTING = FOUR_WAYS
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "sealed"])
+@pytest.mark.parametrize("url", ROUTING, indirect=True)
 async def test_a_node_that_consumes_nothing_receives_no_data_frames(
-        url: str, buses: Callable[..., EventBus], address: str) -> None:
-    """Where the engine routes (the memory hub), publishes, sends and requests never reach a bystander."""
-    consumer, bystander, sender = (buses(url, heartbeat=60.0) for _ in range(3))
+        url: str, sealed: bool, buses: Callable[..., EventBus], address: str) -> None:
+    """Publishes, sends and requests never reach a bystander's bus.
+
+    The memory hub and Redis route them; on UDP the bystander hears each publish
+    and drops it on its tag, before the bus sees it.
+    """
+    key = {"shared_key": generate_key()} if sealed else {}
+    consumer, bystander, sender = (buses(url, heartbeat=60.0, **key) for _ in range(3))
     got: list[int] = []
 
     @consumer.on(address)
@@ -158,6 +171,7 @@ async def test_a_node_that_consumes_nothing_receives_no_data_frames(
     for bus in (consumer, bystander, sender):
         await bus.start()
     await sender.wait_for_handlers(address, timeout=WAIT)
+    await bystander.wait_for_handlers(address, timeout=WAIT)
     before = received(bystander)
     for n in range(100):
         await sender.publish(address, n)
@@ -165,6 +179,90 @@ async def test_a_node_that_consumes_nothing_receives_no_data_frames(
         assert await sender.request(address, n, timeout=WAIT) == n
     await until(lambda: len(got) == 300, "every message handled")
     assert received(bystander) == before
+
+
+@pytest.mark.redis
+async def test_on_redis_a_consumer_added_after_start_gets_publishes_and_one_removed_stops(
+        redis_server: Any, buses: Callable[..., EventBus], address: str) -> None:
+    """Subscribing happens before peers route to the new consumer; unsubscribing after they stop."""
+    consumer, sender = buses(redis_server.url), buses(redis_server.url)
+    for bus in (consumer, sender):
+        await bus.start()
+    got: list[int] = []
+    registration = consumer.on(address, got.append)
+    await sender.wait_for_handlers(address, timeout=WAIT)
+    assert subscriptions(consumer) == 1
+    for n in range(20):
+        await sender.publish(address, n)  # the first publish routed by the delta is never lost
+    await until(lambda: len(got) == 20, "every publish after the consumer was announced")
+    registration.unregister()
+    await sender.wait_for_handlers(address, 0, exactly=True, timeout=WAIT)
+    await until(lambda: subscriptions(consumer) == 0, "unsubscribed")
+    before = received(consumer)
+    for n in range(20):
+        await sender.publish(address, n)
+    assert received(consumer) == before, "a publish nobody consumes reached a node"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "sealed"])
+async def test_on_redis_a_channel_per_consumed_address_named_by_a_digest_when_sealed(
+        redis_server: Any, sealed: bool, buses: Callable[..., EventBus], address: str) -> None:
+    """Redis routes by channel; on a sealed bus the channel's name reveals nothing of the address."""
+    key = {"shared_key": generate_key()} if sealed else {}
+    consumer = buses(redis_server.url, namespace=unique("ns"), **key)
+    consumer.on(address, lambda n: None)
+    await consumer.start()
+    channels = [c.decode() for c in redis_server.client().pubsub_channels(f"*{consumer.namespace}*:a:*")]
+    assert len(channels) == 1, channels
+    assert (address in channels[0]) is not sealed
+
+
+@pytest.mark.redis
+async def test_an_address_whose_subscription_failed_is_subscribed_and_announced_at_the_next_heartbeat(
+        redis_server: Any, buses: Callable[..., EventBus], address: str) -> None:
+    consumer, sender = buses(redis_server.url, heartbeat=0.2), buses(redis_server.url, heartbeat=0.2)
+    for bus in (consumer, sender):
+        await bus.start()
+    transport = consumer._transport
+    real = transport.subscribe
+    failures: list[object] = []
+
+    async def fails_once(keys: Any) -> None:
+        if not failures:
+            failures.append(keys)
+            raise TransportError("Redis did not confirm in time (injected)")
+        await real(keys)
+
+    transport.subscribe = fails_once  # type: ignore[method-assign]
+    got: list[int] = []
+    consumer.on(address, got.append)
+    await sender.wait_for_handlers(address, timeout=WAIT)
+    assert failures, "the subscription never failed"
+    await sender.publish(address, 3)
+    await until(lambda: got == [3], "the publish reached the consumer")
+
+
+@pytest.mark.redis
+async def test_on_redis_interest_channels_survive_a_reconnect(
+        fault_redis: Any, buses: Callable[..., EventBus], address: str) -> None:
+    """After Redis restarts, a consumer is subscribed again before its bus reports reconnected."""
+    consumer, sender = buses(fault_redis.url), buses(fault_redis.url)
+    got: list[int] = []
+    consumer.on(address, got.append)
+    for bus in (consumer, sender):
+        await bus.start()
+    await sender.wait_for_handlers(address, timeout=WAIT)
+    back = {bus: asyncio.Event() for bus in (consumer, sender)}
+    for bus, event in back.items():
+        bus.on_transport_state(lambda state, event=event: state == "reconnected" and event.set())
+    fault_redis.kill()
+    fault_redis.restart()
+    await asyncio.wait_for(asyncio.gather(*(event.wait() for event in back.values())), WAIT)
+    await sender.wait_for_handlers(address, timeout=WAIT)
+    await sender.publish(address, 7)
+    await until(lambda: got == [7], "the first publish after both reconnected reached the consumer")
+    assert subscriptions(consumer) == 1
 
 
 async def test_publishes_reach_every_consumer_and_only_once(url: str, buses: Callable[..., EventBus],

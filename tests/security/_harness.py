@@ -353,7 +353,9 @@ class RedisNet(Net):
                         break
                     if b":h:" in channel:
                         continue  # a node's ping to itself: an empty payload, no frame
-                    payload = data[8:] if channel.endswith(b":b") else data
+                    # Broadcasts and publishes (a channel per interest key) lead with the sender id.
+                    led = channel.endswith(b":b") or b":a:" in channel
+                    payload = data[8:] if led else data
                     cap.units.append(Unit(channel + b" " + data, payload, (channel, data)))
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -97,8 +97,10 @@ async def test_nothing_that_routes_or_means_anything_travels_in_clear(
         if isinstance(net, UdpNet):
             assert len(outside) == 21 + len(namespace)  # magic, kind, sender, destination, namespace
         elif isinstance(net, RedisNet):
-            assert outside.startswith(b"addrbus:")  # the channel (namespace, node id), the sender id
-            assert len(outside) <= len(f"addrbus:{len(namespace)}:{namespace}:n:") + 16 + 1 + 8
+            # The channel (namespace, then a node id, or the 22-character digest a publish goes
+            # out under: 16 bytes of keyed hash), a space, the sender id.
+            assert outside.startswith(b"addrbus:")
+            assert len(outside) <= len(f"addrbus:{len(namespace)}:{namespace}:a:") + 22 + 1 + 8
         plain = opened(key, unit.payload)
         assert plain is not None
         plaintexts.append(plain)

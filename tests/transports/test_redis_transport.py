@@ -659,14 +659,21 @@ def test_restricted_acl_user_needs_only_pubsub(redis_server: RedisServer) -> Non
     user = f"bus-{secrets.token_hex(3)}"
     redis_server.cli(
         "ACL", "SETUSER", user, "on", ">bus-pass", "resetchannels", "&addrbus:*",
-        "-@all", "+publish", "+subscribe",
+        "-@all", "+publish", "+subscribe", "+unsubscribe",
     )  # fmt: skip
 
     async def main() -> None:
         url = f"redis://{user}:bus-pass@127.0.0.1:{redis_server.port}"
-        async with nodes(url, 2) as [(a, _, _), (_, b_id, b_in)]:
+        async with nodes(url, 2) as [(a, _, _), (b, b_id, b_in)]:
             assert await a.unicast(b_id, b"least privilege") is True
             assert await b_in.wait_for(1) == [b"least privilege"]
+            await b.subscribe(["orders"])
+            assert await a.publish("orders", b"by interest") == 1
+            assert await b_in.wait_for(2) == [b"least privilege", b"by interest"]
+            await b.unsubscribe(["orders"])
+            await b.subscribe(["other"])  # confirmed after the unsubscribe, on the same connection
+            assert await a.publish("orders", b"nobody") == 0
+            assert b.stats()["interest_subscriptions"] == 1
 
     try:
         run(main())

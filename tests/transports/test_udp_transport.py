@@ -206,6 +206,32 @@ def test_unicast_reaches_only_its_node_via_group_then_directly(url: str) -> None
     run(main())
 
 
+def test_a_publish_is_handed_only_to_the_nodes_subscribed_to_its_key(url: str) -> None:
+    """Every member hears a publish; one not subscribed to its tag drops it on the header alone."""
+
+    async def main() -> None:
+        async with started(url, "ns", "ns", "ns") as [(a, _, a_in), (b, _, b_in), (c, _, c_in)]:
+            await b.subscribe(["orders"])
+            await c.subscribe(["invoices"])
+            await a.subscribe(["orders"])
+            await a.publish("orders", b"one")
+            await a.broadcast(b"marker")  # the same socket's order: behind the publish everywhere
+            assert await b_in.wait_for(2) == [b"one", b"marker"]
+            assert await c_in.wait_for(1) == [b"marker"]
+            assert (b.stats()["interest_filtered"], c.stats()["interest_filtered"]) == (0, 1)
+            await b.unsubscribe(["orders"])
+            await b.unsubscribe(["orders"])  # idempotent
+            await a.publish("orders", b"two")
+            await a.broadcast(b"marker 2")
+            assert await b_in.wait_for(3) == [b"one", b"marker", b"marker 2"]
+            assert b.stats()["interest_filtered"] == 1
+            assert b.stats()["interest_subscriptions"] == 0
+            await c.broadcast(b"from c")
+            assert await a_in.wait_for(1) == [b"from c"], "a node got its own publish back"
+
+    run(main())
+
+
 def test_loopback_flag_is_applied_and_direct_unicast_ignores_it(url: str) -> None:
     async def main() -> None:
         group, port = group_and_port(url)
@@ -425,13 +451,13 @@ def full_pipe() -> tuple[int, int]:
 def test_a_full_socket_is_waited_on_then_retried(url: str) -> None:
     async def main() -> None:
         async with started(url, "ns", "ns") as [(a, _, _), (_, _, inbox_b)]:
-            real = a._node_sock
+            real = a._out.sock
             assert real is not None
-            a._node_sock = FailingSocket(real, real.fileno(), 1, BlockingIOError(errno.EAGAIN, "full"))  # type: ignore[assignment]
+            a._out.sock = FailingSocket(real, real.fileno(), 1, BlockingIOError(errno.EAGAIN, "full"))  # type: ignore[assignment]
             await a.broadcast(b"after EAGAIN")
-            a._node_sock = FailingSocket(real, real.fileno(), 2, OSError(errno.ENOBUFS, "no buffers"))  # type: ignore[assignment]
+            a._out.sock = FailingSocket(real, real.fileno(), 2, OSError(errno.ENOBUFS, "no buffers"))  # type: ignore[assignment]
             await a.broadcast(b"after ENOBUFS")
-            a._node_sock = real
+            a._out.sock = real
             assert await inbox_b.wait_for(2) == [b"after EAGAIN", b"after ENOBUFS"]
             assert a.stats()["send_waits"] == 3
 
@@ -444,21 +470,21 @@ def test_timeout_bounds_the_wait_for_a_full_socket(url: str) -> None:
         read_fd, write_fd = full_pipe()
         try:
             async with started(url, "ns", "ns") as [(a, _, _), (_, b_id, inbox_b)]:
-                real = a._node_sock
+                real = a._out.sock
                 assert real is not None
                 for error, fd in ((BlockingIOError(errno.EAGAIN, "full"), write_fd), (OSError(errno.ENOBUFS, "x"), -1)):
-                    a._node_sock = FailingSocket(real, fd, 10**9, error)  # type: ignore[assignment]
+                    a._out.sock = FailingSocket(real, fd, 10**9, error)  # type: ignore[assignment]
                     for send in (a.broadcast, lambda frame, **kw: a.unicast(b_id, frame, **kw)):
                         begin = loop.time()
                         with pytest.raises(TransportError, match="timed out"):
                             await send(b"never sent", timeout=0.1)
                         assert 0.1 <= loop.time() - begin < 2.0
-                a._node_sock = FailingSocket(real, real.fileno(), 1, OSError(errno.EPERM, "denied"))  # type: ignore[assignment]
+                a._out.sock = FailingSocket(real, real.fileno(), 1, OSError(errno.EPERM, "denied"))  # type: ignore[assignment]
                 with pytest.raises(TransportError, match="denied"):
                     await a.broadcast(b"refused")
-                a._node_sock = real
+                a._out.sock = real
                 loop.remove_writer(write_fd)
-                a._writable = None
+                a._out.writable = None
                 # The transport is still usable after all that.
                 await a.broadcast(b"usable")
                 assert await inbox_b.wait_for(1) == [b"usable"]
@@ -476,17 +502,17 @@ def test_stop_wakes_a_sender_waiting_for_a_full_socket(url: str) -> None:
         try:
             a, a_inbox = from_url(url), Inbox()
             await a.start(new_node_id(), "ns", a_inbox)
-            real = a._node_sock
+            real = a._out.sock
             assert real is not None
-            a._node_sock = FailingSocket(real, write_fd, 10**9, BlockingIOError(errno.EAGAIN, "full"))  # type: ignore[assignment]
+            a._out.sock = FailingSocket(real, write_fd, 10**9, BlockingIOError(errno.EAGAIN, "full"))  # type: ignore[assignment]
             sender = asyncio.create_task(a.broadcast(b"blocked", timeout=WAIT))
             for _ in range(100):  # bounded: a few loop turns get the sender waiting
-                if a._writable is not None:
+                if a._out.writable is not None:
                     break
                 await asyncio.sleep(0)
-            assert a._writable is not None
+            assert a._out.writable is not None
             loop.remove_writer(write_fd)
-            a._node_sock = real
+            a._out.sock = real
             await a.stop()
             with pytest.raises(TransportError, match="stopped"):
                 await asyncio.wait_for(sender, WAIT)

@@ -99,7 +99,7 @@ class Announcer:
             try:
                 await self._send_changes()
             except Exception:
-                self._stale = True
+                self._stale = self._all_dirty = True  # nothing is lost: the next heartbeat compares again
                 logger.warning("could not announce this node's addresses; will send them whole on the next"
                                " heartbeat", exc_info=True)
                 return
@@ -141,15 +141,17 @@ class Announcer:
             await self._interest.unsubscribe([a for a in removed if a not in held])
 
     async def repair(self) -> None:
-        """Send the full state to every node if a delta could not be sent (called at each heartbeat)."""
+        """Send changes not yet announced, then the full state, if a delta could not be sent (at each heartbeat)."""
         if not self._stale:
             return
         self._stale = False
         try:
+            if self._dirty or self._all_dirty:
+                await self._send_changes()
             for body in self.state_bodies():
                 await self._send("state", body, None)
         except Exception:
-            self._stale = True
+            self._stale = self._all_dirty = True
             logger.debug("full state not sent; trying again on the next heartbeat", exc_info=True)
 
     def _announced(self, counts: dict[str, int]) -> dict[str, int]:

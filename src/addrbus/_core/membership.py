@@ -1,18 +1,11 @@
 """Membership: every node learns which nodes consume which addresses, and which nodes are gone.
 
-Protocol version 2, on control frames (envelope kind ``ctl``, the operation in
-``addr``; docs/membership.md describes each): ``hello`` (with our state, or
-asking for one), ``state`` (a full map, split into parts to fit a frame),
-``delta`` (the change from state ``base`` to state ``seq``), ``ping``/``pong``,
-``bye`` and ``gone`` (a node saw another go).
-
-Liveness depends on the transport. Where it knows who listens
-(``knows_listeners``: Redis), each node pings its two successors in the ring of
-node ids; a ping that reaches nobody, or three unanswered, make it broadcast
-``gone``, so traffic per node at rest does not grow with the bus. Elsewhere
-(UDP) every node broadcasts a ping per heartbeat and one not heard for three is
-dropped. The memory hub needs neither. What a remote node can make this one
-hold or do is capped (:mod:`.peers`, :mod:`.answers`).
+Protocol version 2 on control frames (kind ``ctl``, the operation in ``addr``): ``hello``,
+``state`` (split into parts to fit a frame), ``delta``, ``ping``/``pong``, ``bye`` and ``gone``;
+docs/membership.md describes each. Where the transport knows who listens (Redis) each node
+pings its two successors in the ring of node ids, so traffic per node at rest does not grow
+with the bus; elsewhere (UDP) every node pings everyone. What a remote node can make this
+one hold or do is capped (:mod:`.peers`, :mod:`.answers`).
 """
 
 from __future__ import annotations
@@ -36,12 +29,14 @@ from .peers import (
     MAX_SEQ_JUMP,
     NODE_ID,
     PROTOCOL,
+    RING,
     Assembly,
     Peer,
     Refused,
     check_addresses,
     check_part,
     check_removed,
+    successors,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +48,6 @@ logger = logging.getLogger("addrbus.membership")  # the name users configure; fi
 
 _OPERATIONS = frozenset({"hello", "state", "delta", "ping", "pong", "bye", "gone"})
 LEFT = "it left the bus"  # why a node is gone after its bye
-RING = 2  # successors each node watches in ring mode
 
 
 class Membership:
@@ -96,6 +90,7 @@ class Membership:
         self._expected = 0
         self._assembling = 0  # addresses held in every peer's assembly together
         self._refuted = -math.inf
+        self._cut_off: float | None = None  # since when no ping could be sent (ring mode)
         self._running = False
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -147,11 +142,7 @@ class Membership:
         await self._out.stop()
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._heartbeat_task = None
         try:
             await asyncio.wait_for(self._send("bye", self._out.header(), None), 1.0)
@@ -339,14 +330,9 @@ class Membership:
 
     def _successors(self) -> list[str]:
         """Return the nodes this one watches: the next ones after it in the ring of node ids."""
-        ring = self._ring
-        me = self._me()
-        if ring is None:
-            ring = self._ring = sorted({*self._router.nodes, me})
-        if len(ring) < 2:
-            return []
-        i = ring.index(me) if me in ring else 0
-        return [ring[(i + k) % len(ring)] for k in range(1, min(RING, len(ring) - 1) + 1)]
+        if self._ring is None:
+            self._ring = sorted({*self._router.nodes, self._me()})
+        return successors(self._ring, self._me(), RING)
 
     async def _beat(self) -> None:
         while True:
@@ -366,7 +352,11 @@ class Membership:
                     self._forget(node, f"no heartbeat for {t - peer.heard:.1f} s")
 
     async def _watch_ring(self) -> None:
-        """Ping our successors; one that nobody listens for, or that left three pings unanswered, is gone."""
+        """Ping our successors; one that nobody listens for, or that left three pings unanswered, is gone.
+
+        While no ping can be sent (the transport is down), this node hears from nobody: after as
+        many heartbeats as a silent node is given, it forgets every node.
+        """
         for node in self._successors():
             peer = self._peers.get(node)
             if peer is None:
@@ -375,7 +365,9 @@ class Membership:
                 heard = await self._send("ping", self._out.header(), node)
             except Exception:
                 logger.debug("ping to node %s not sent", node, exc_info=True)
-                continue
+                self._lost_contact()
+                return
+            self._cut_off = None
             if heard is False:
                 await self._declare_gone(node, "its inbox has no listener")
                 continue
@@ -383,6 +375,14 @@ class Membership:
             silent = now() - peer.heard
             if peer.unanswered > self.misses and silent > peer.hb * self.misses:
                 await self._declare_gone(node, f"no answer to {peer.unanswered - 1} pings in {silent:.1f} s")
+
+    def _lost_contact(self) -> None:
+        t = now()
+        if self._cut_off is None:
+            self._cut_off = t
+        elif t - self._cut_off > self.heartbeat * self.misses:
+            for node in list(self._peers):
+                self._forget(node, f"this node could not reach the bus for {t - self._cut_off:.1f} s")
 
     async def _declare_gone(self, node: str, why: str) -> None:
         self._forget(node, why)

@@ -206,3 +206,14 @@ def split_delta(added: dict[str, int], removed: list[str],
     if chunk or not changes:
         changes.append(({}, chunk))
     return changes
+
+
+RING = 2  # successors each node watches where the transport knows who listens
+
+
+def successors(ring: list[str], me: str, k: int = RING) -> list[str]:
+    """Return the ``k`` node ids after ``me`` in the sorted ``ring`` (fewer in a small ring)."""
+    if len(ring) < 2:
+        return []
+    i = ring.index(me) if me in ring else 0
+    return [ring[(i + j) % len(ring)] for j in range(1, min(k, len(ring) - 1) + 1)]

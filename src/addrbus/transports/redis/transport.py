@@ -10,8 +10,8 @@ Channel names are described in :mod:`.wire`, the publish path in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from ..._exceptions import ConfigError, MessageTooLarge, TransportError
@@ -22,6 +22,7 @@ from . import wire
 from .connect import Connection, Connector, direct_writer, sender
 from .counts import Receivers
 from .feed import attach
+from .interest import Interests
 from .options import RedisOptions, parse_redis_url
 from .publish import Publisher
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("addrbus.transports.redis")
 
 _MESSAGE = b"message"
+_SUBSCRIBED = b"subscribe"
 
 
 def _load_redis() -> tuple[ModuleType, ModuleType, object | None]:
@@ -70,6 +72,8 @@ class RedisTransport(Transport):
     # PUBLISH to an inbox reports 0 receivers exactly when its node's connection is gone
     # (pattern subscribers are seen past, .counts): membership watches a ring, not every node.
     knows_listeners = True
+    # A channel per interest key (.interest): Redis delivers a publish only to its consumers.
+    routes_by_interest = True
     passes_objects = False
 
     def __init__(self, url: str) -> None:
@@ -99,6 +103,7 @@ class RedisTransport(Transport):
         self._last_pong = 0.0
         self._ping_sent_at: float | None = None
         self._next_miss = 0.0
+        self._interests = Interests(b"", self.describe())
 
     def describe(self) -> str:
         """Return the URL without its password."""
@@ -117,6 +122,7 @@ class RedisTransport(Transport):
             "pending": self._pub.pending,
             "pattern_subscriptions": -1 if self._receivers.refused else self._receivers.patterns,
             "subscriber_checks": self._receivers.checks,
+            "interest_subscriptions": len(self._interests.wanted),
         }
 
     async def start(self, node_id: str, namespace: str, on_frame: FrameHandler) -> None:
@@ -137,8 +143,9 @@ class RedisTransport(Transport):
         self._heads: dict[str, bytes] = {}
         self._on_frame = on_frame
         self._pub = Publisher(self._opts.max_pending, self.describe())
-        sub, pub = await self._connector.open((self._inbox, self._bcast, self._hb))
-        self._receivers.connected(self._connector.patterns)
+        self._interests = Interests(prefix, self.describe())
+        self._interest_prefix = self._interests.prefix
+        sub, pub = await self._open()
         self._pub.open()
         self._last_pong = asyncio.get_running_loop().time()
         self._kick = asyncio.get_running_loop().create_future()
@@ -154,9 +161,7 @@ class RedisTransport(Transport):
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._pub.close("stopped")
         # The supervisor closes its connections, unless it was cancelled before it ran.
         await self._connector.close(*self._connector.current)
@@ -185,12 +190,7 @@ class RedisTransport(Transport):
         return max(0, count - 1)
 
     async def unicast(self, node_id: str, frame: Any, *, timeout: float | None = None) -> bool:  # noqa: ASYNC109
-        """Publish ``frame`` to ``node_id``'s inbox; return False if nobody reads it.
-
-        :raises MessageTooLarge: if the frame exceeds :attr:`max_frame_size`.
-        :raises DeliveryUnknown: if no reply came before ``timeout``.
-        :raises TransportError: if the frame could not be handed over.
-        """
+        """Publish ``frame`` to ``node_id``'s inbox; return False if nobody reads it; raise as :meth:`broadcast`."""
         size = len(frame)
         if size > self.max_frame_size:
             raise MessageTooLarge(size, self.max_frame_size, self.scheme)
@@ -207,6 +207,41 @@ class RedisTransport(Transport):
         if probe is not None and count > 0:
             count = self._receivers.subscribers(probe, count)  # 0 is sure; more may be patterns only
         return count > 0
+
+    async def publish(self, key: str, frame: Any, *, timeout: float | None = None) -> int | None:  # noqa: ASYNC109
+        """Publish ``frame`` on the channel of interest key ``key``; raise and return as :meth:`broadcast`."""
+        size = len(frame)
+        if size > self.max_frame_size:
+            raise MessageTooLarge(size, self.max_frame_size, self.scheme)
+        interests = self._interests
+        head = b"%s$%d\r\n%s" % (interests.head(key), size + wire.SENDER_LEN, self._sender)
+        probe = self._receivers.probe(self._pub, interests.channel(key)) if self._receivers.checking else None
+        count = await self._pub.publish(head, frame, self._opts.timeout if timeout is None else timeout)
+        if probe is not None:
+            count = self._receivers.subscribers(probe, count)
+        return max(0, count - interests.holds(key))
+
+    async def subscribe(self, keys: Collection[str]) -> None:
+        """Subscribe to the channels of ``keys``; return once Redis confirmed them (see :mod:`.interest`).
+
+        :raises TransportError: if Redis did not confirm in time; a reconnect subscribes them anyway.
+        """
+        await self._interests.subscribe(keys, self._opts.timeout)
+
+    async def unsubscribe(self, keys: Collection[str]) -> None:
+        """Unsubscribe from the channels of ``keys`` (a new connection subscribes only what is wanted)."""
+        await self._interests.unsubscribe(keys)
+
+    async def _open(self) -> tuple[Connection, Connection]:
+        """Open a subscribed connection pair, with every interest channel wanted when it is ready."""
+        channels = (self._inbox, self._bcast, self._hb, *sorted(self._interests.wanted))
+        sub, pub = await self._connector.open(channels)
+        self._receivers.connected(self._connector.patterns)
+        send = sender(sub)
+        commands = self._interests.connected(send, channels)
+        if commands:
+            await send(commands)
+        return sub, pub
 
     def _report(self, state: str) -> None:
         try:
@@ -230,6 +265,7 @@ class RedisTransport(Transport):
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 reason = self._failure(tasks)
+                self._interests.disconnected()
                 self._pub.close("stopped" if reason == "stopped" else "disconnected")
                 for task in tasks:
                     task.cancel()
@@ -242,8 +278,7 @@ class RedisTransport(Transport):
             while True:
                 await asyncio.sleep(backoff.next_delay())
                 try:
-                    sub, pub = await self._connector.open((self._inbox, self._bcast, self._hb))
-                    self._receivers.connected(self._connector.patterns)
+                    sub, pub = await self._open()
                     break
                 except TransportError as exc:
                     if logger.isEnabledFor(logging.DEBUG):
@@ -298,13 +333,15 @@ class RedisTransport(Transport):
         if isinstance(msg, Exception):
             raise msg  # an error reply on a subscribed connection: rebuild it
         if msg[0] != _MESSAGE:
+            if msg[0] == _SUBSCRIBED:
+                self._interests.confirmed(msg[1])
             return
         channel = msg[1]
         try:
             if channel == self._inbox:
                 self._received += 1
                 self._on_frame(msg[2])
-            elif channel == self._bcast:
+            elif channel.startswith(self._interest_prefix) or channel == self._bcast:
                 data = msg[2]
                 if data[: wire.SENDER_LEN] != self._sender:
                     self._received += 1

@@ -11,6 +11,8 @@ Per namespace and node:
 * ``<prefix>b`` -- the broadcast channel; each frame starts with the 8-byte
   sender id, so a node drops its own broadcasts without a second subscription;
 * ``<prefix>n:<node_id>`` -- the node's inbox, raw frames;
+* ``<prefix>a:<interest key>`` -- the publishes of one address, led by the
+  sender id like broadcasts, subscribed by its consumers (:mod:`.interest`);
 * ``<prefix>h:<node_id>`` -- the node's heartbeat channel, which only the node
   itself publishes to and reads, so pings never meet ``on_frame``.
 """

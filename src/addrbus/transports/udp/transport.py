@@ -19,15 +19,27 @@ frame, not even a replayed genuine one, redirects it. A handler without
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, cast
 
-from ..._exceptions import MessageTooLarge, TransportError
+from ..._exceptions import TransportError
 from ..base import ConfirmingFrameHandler, FrameHandler, Transport, accepts_confirm
 from . import wire
-from .wire import BROADCAST, DEST_AT, HEADER_SIZE, KIND_AT, MAGIC, MAX_PAYLOAD, NAMESPACE_AT, SENDER_AT, UNICAST
+from .send import DEFAULT_RATE, Sender
+from .wire import (
+    BROADCAST,
+    DEST_AT,
+    HEADER_SIZE,
+    INTEREST,
+    KIND_AT,
+    MAGIC,
+    MAX_PAYLOAD,
+    NAMESPACE_AT,
+    SENDER_AT,
+    UNICAST,
+)
 
 if TYPE_CHECKING:
     import socket
@@ -36,21 +48,13 @@ __all__ = ["UdpTransport", "from_url"]
 
 logger = logging.getLogger("addrbus.transports.udp")
 
-DEFAULT_RATE = 64.0  # MiB per second, see _send
-BURST_BYTES = 256 * 1024  # sent unpaced; below the smallest usual receive buffer (416 KiB)
-OVERHEAD = 1024  # what the kernel charges a receive buffer per datagram, beyond the payload
-BURST = 32  # datagrams sent between two yields, so receivers on our own loop drain
 DRAIN = 256  # datagrams read per wake-up, so one busy socket cannot starve the loop
-DEFAULT_TIMEOUT = 5.0
 MAX_PEERS = 4096
+MAX_HEADERS = 4096  # publish headers kept ready, one per interest key
 _COUNTERS = (
-    "frames_sent frames_received bad_frames other_namespace not_for_us direct_unicasts group_unicasts"
-    " paced_waits send_waits receive_errors unconfirmed_sources"
+    "frames_sent frames_received bad_frames other_namespace not_for_us interest_filtered direct_unicasts"
+    " group_unicasts paced_waits send_waits receive_errors unconfirmed_sources"
 ).split()
-
-
-def _send_error(addr: tuple[str, int], exc: OSError) -> TransportError:
-    return TransportError(f"UDP send to {addr[0]}:{addr[1]} failed: {exc}")
 
 
 class UdpTransport(Transport):
@@ -82,8 +86,6 @@ class UdpTransport(Transport):
         self.ttl = ttl
         self.loopback = loopback
         self.rate = rate
-        self._bytes_per_s = rate * 1024 * 1024
-        self._next_slot = 0.0  # loop time at which the pacer lets the next datagram go
         self._loop: asyncio.AbstractEventLoop | None = None
         self._rcvbuf = 0
         self._group_sock: socket.socket | None = None
@@ -97,9 +99,11 @@ class UdpTransport(Transport):
         self._self_addr: tuple[str, int] | None = None
         self._peers: dict[bytes, tuple[str, int]] = {}
         self._dests: dict[str, tuple[bytes, bytes]] = {}  # node id -> its id bytes, unicast header
-        self._writable: asyncio.Future[None] | None = None
-        self._since_yield = 0
+        self._tags: dict[bytes, int] = {}  # interest tags subscribed -> how many keys have that tag
+        self._keys: set[str] = set()  # interest keys subscribed
+        self._headers: dict[str, bytes] = {}  # interest key -> publish header
         self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._out = Sender(rate, self._counts)
         self._past_drops = 0
 
     async def start(self, node_id: str, namespace: str, on_frame: FrameHandler) -> None:
@@ -127,7 +131,7 @@ class UdpTransport(Transport):
         self._confirming = cast("ConfirmingFrameHandler", on_frame) if accepts_confirm(on_frame) else None
         self._group_sock, self._node_sock = group_sock, node_sock
         self._loop = loop = asyncio.get_running_loop()
-        self._next_slot = 0.0
+        self._out.open(node_sock, loop)
         loop.add_reader(group_sock.fileno(), self._on_readable, group_sock)
         loop.add_reader(node_sock.fileno(), self._on_readable, node_sock)
         logger.info("joined %s as node %s, namespace %r", self.describe(), node_id, namespace)
@@ -146,11 +150,10 @@ class UdpTransport(Transport):
             loop.remove_reader(sock.fileno())
             loop.remove_writer(sock.fileno())
             sock.close()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)  # senders wake, see no socket, raise
-        self._writable = None
+        self._out.close()
         self._peers.clear()
         self._dests.clear()
+        self._headers.clear()
         self._on_frame = self._confirming = None
         logger.info("left %s", self.describe())
         self._set_state("disconnected")
@@ -166,6 +169,7 @@ class UdpTransport(Transport):
         ns_field = self._ns_field
         payload_at = self._payload_at
         counts = self._counts
+        tags = self._tags
         for _ in range(DRAIN):
             try:
                 data, addr = sock.recvfrom(65536)
@@ -179,7 +183,13 @@ class UdpTransport(Transport):
                 self._reject(data, addr)
                 continue
             kind = data[KIND_AT]
-            if kind == BROADCAST:
+            if kind == INTEREST:
+                if data.startswith(me, SENDER_AT):
+                    continue  # our own publish, looped back
+                if data[DEST_AT:NAMESPACE_AT] not in tags:
+                    counts["interest_filtered"] += 1  # a publish for what this node does not consume
+                    continue
+            elif kind == BROADCAST:
                 if data.startswith(me, SENDER_AT):
                     continue  # our own broadcast, looped back
             elif kind != UNICAST:
@@ -237,8 +247,40 @@ class UdpTransport(Transport):
         :raises MessageTooLarge: if the frame exceeds :attr:`max_frame_size`.
         :raises TransportError: if the transport is stopped or the socket stays full.
         """
-        await self._send(self._bcast_header, frame, (self.group, self.port), timeout)
+        await self._out.send(self._bcast_header, frame, (self.group, self.port), timeout)
         return None
+
+    async def publish(self, key: str, frame: Any, *, timeout: float | None = None) -> int | None:  # noqa: ASYNC109
+        """Send ``frame`` to the group, tagged with ``key``'s digest; return None.
+
+        Every member hears it; one not subscribed to the key drops it on
+        receipt, reading the header only (:mod:`.wire`). Raises as :meth:`broadcast`.
+        """
+        header = self._headers.get(key)
+        if header is None:
+            if len(self._headers) >= MAX_HEADERS:
+                self._headers.clear()
+            header = self._headers[key] = wire.interest_header(self._me, wire.interest_tag(key), self._ns_field)
+        await self._out.send(header, frame, (self.group, self.port), timeout)
+        return None
+
+    async def subscribe(self, keys: Collection[str]) -> None:
+        """Accept the publishes tagged with ``keys``' digests from now on."""
+        for key in keys:
+            if key not in self._keys:
+                self._keys.add(key)
+                tag = wire.interest_tag(key)
+                self._tags[tag] = self._tags.get(tag, 0) + 1
+
+    async def unsubscribe(self, keys: Collection[str]) -> None:
+        """Drop the publishes tagged with ``keys``' digests from now on."""
+        for key in keys:
+            if key in self._keys:
+                self._keys.discard(key)
+                tag = wire.interest_tag(key)
+                left = self._tags.pop(tag) - 1
+                if left:
+                    self._tags[tag] = left
 
     async def unicast(self, node_id: str, frame: Any, *, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Send ``frame`` to ``node_id`` only.
@@ -255,10 +297,10 @@ class UdpTransport(Transport):
         dest, header = known
         addr = self._self_addr if dest == self._me else self._peers.get(dest)
         if addr is None:
-            await self._send(header, frame, (self.group, self.port), timeout)
+            await self._out.send(header, frame, (self.group, self.port), timeout)
             self._counts["group_unicasts"] += 1
         else:
-            await self._send(header, frame, addr, timeout)
+            await self._out.send(header, frame, addr, timeout)
             self._counts["direct_unicasts"] += 1
         return True
 
@@ -270,116 +312,14 @@ class UdpTransport(Transport):
         known = self._dests[node_id] = (dest, wire.unicast_header(self._me, dest, self._ns_field))
         return known
 
-    async def _send(self, header: bytes, frame: Any, addr: tuple[str, int], limit: float | None) -> None:
-        size = frame.nbytes if isinstance(frame, memoryview) else len(frame)
-        if size > MAX_PAYLOAD:
-            raise MessageTooLarge(size, MAX_PAYLOAD, scheme="udp")
-        sock = self._node_sock
-        if sock is None or self._loop is None:
-            raise TransportError("the UDP transport is not started")
-        if self._bytes_per_s:
-            # Pacing: each datagram books a slot on a virtual clock, costing what it
-            # will take of a receive buffer; bursts up to BURST_BYTES go at once.
-            now = self._loop.time()
-            slot = max(self._next_slot, now - BURST_BYTES / self._bytes_per_s)
-            if slot > now:
-                bound = DEFAULT_TIMEOUT if limit is None else limit
-                if slot - now > bound:
-                    raise TransportError(f"UDP send timed out after {bound}s queued behind the {self.rate} MiB/s cap")
-                self._next_slot = slot + self._cost(size)
-                self._counts["paced_waits"] += 1
-                self._since_yield = 0
-                # Wake at the slot itself, not "now + delay": two senders booked
-                # 20 µs apart must not swap places by the time each read the clock.
-                wake = self._loop.create_future()
-                timer = self._loop.call_at(slot, wake.set_result, None)
-                try:
-                    await wake
-                finally:
-                    timer.cancel()
-                limit = bound - (slot - now)
-                sock = self._node_sock
-                if sock is None:
-                    raise TransportError("the UDP transport stopped during a send")
-            else:
-                self._next_slot = slot + self._cost(size)
-        try:
-            sock.sendmsg((header, frame), (), 0, addr)
-        except (BlockingIOError, InterruptedError):
-            await self._send_later(header, frame, addr, limit, errno.EAGAIN)
-        except OSError as exc:
-            if exc.errno != errno.ENOBUFS:
-                raise _send_error(addr, exc) from exc
-            await self._send_later(header, frame, addr, limit, errno.ENOBUFS)
-        self._counts["frames_sent"] += 1
-        self._since_yield += 1
-        if self._since_yield >= BURST:
-            # Receivers on our own event loop drain only when we yield.
-            self._since_yield = 0
-            await asyncio.sleep(0)
-
-    def _cost(self, size: int) -> float:
-        """Return the seconds of pacing one datagram of ``size`` bytes books."""
-        return (size + OVERHEAD) / self._bytes_per_s
-
-    async def _send_later(
-        self, header: bytes, frame: Any, addr: tuple[str, int], limit: float | None, err: int
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        bound = DEFAULT_TIMEOUT if limit is None else limit
-        deadline = loop.time() + bound
-        delay = 0.0005
-        while True:
-            self._counts["send_waits"] += 1
-            remaining = deadline - loop.time()
-            try:
-                if remaining <= 0:
-                    raise TimeoutError
-                async with asyncio.timeout(remaining):
-                    if err == errno.ENOBUFS:
-                        # No writability event exists for ENOBUFS: back off briefly.
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 0.05)
-                    else:
-                        await asyncio.shield(self._wait_writable(loop))
-            except TimeoutError:
-                raise TransportError(f"UDP send timed out after {bound}s: the socket stayed full") from None
-            sock = self._node_sock
-            if sock is None:
-                raise TransportError("the UDP transport stopped during a send")
-            try:
-                sock.sendmsg((header, frame), (), 0, addr)
-                return
-            except (BlockingIOError, InterruptedError):
-                err = errno.EAGAIN
-            except OSError as exc:
-                if exc.errno != errno.ENOBUFS:
-                    raise _send_error(addr, exc) from exc
-                err = errno.ENOBUFS
-
-    def _wait_writable(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-        # One shared future: a file descriptor has a single writer callback.
-        if self._writable is None or self._writable.done():
-            assert self._node_sock is not None
-            fd = self._node_sock.fileno()
-            future: asyncio.Future[None] = loop.create_future()
-
-            def ready() -> None:
-                loop.remove_writer(fd)
-                if not future.done():
-                    future.set_result(None)
-
-            loop.add_writer(fd, ready)
-            self._writable = future
-        return self._writable
-
     def stats(self) -> dict[str, int]:
         """Return frame counters, kernel drops and how many peer addresses are known."""
         drops = self._past_drops
         for sock in (self._group_sock, self._node_sock):
             if sock is not None:
                 drops += wire.kernel_drops(sock)
-        return {**self._counts, "kernel_drops": drops, "known_peers": len(self._peers), "rcvbuf": self._rcvbuf}
+        return {**self._counts, "kernel_drops": drops, "known_peers": len(self._peers), "rcvbuf": self._rcvbuf,
+                "interest_subscriptions": len(self._keys)}
 
     def describe(self) -> str:
         """Return the URL with every argument spelt out."""

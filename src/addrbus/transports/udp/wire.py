@@ -4,12 +4,18 @@ Wire format of one datagram (all sizes in bytes)::
 
     0   2  magic   0xAD 0xB5
     2   1  version 1
-    3   1  kind    0 = broadcast, 1 = unicast
+    3   1  kind    0 = broadcast, 1 = unicast, 2 = publish
     4   8  sender node id
-    12  8  destination node id (zeros for a broadcast)
+    12  8  destination node id (zeros for a broadcast; for a publish, the
+           interest tag: the first 8 bytes of BLAKE2b of the interest key)
     20  1  n = length of the namespace in UTF-8 (0-255)
     21  n  namespace
     21+n   payload
+
+Every member of the group hears a publish; a node that did not subscribe to
+its tag drops it after reading 20 bytes of header, before any decoding or
+decryption. The tag names no address on a sealed bus: its interest key is
+already a keyed digest.
 
 The namespace travels verbatim behind its length, so two namespaces can never
 be mistaken for one another ("a" is ``01 61``, "a.b" is ``03 61 2e 62``).
@@ -17,6 +23,7 @@ be mistaken for one another ("a" is ``01 61``, "a.b" is ``03 61 2e 62``).
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import os
@@ -36,6 +43,8 @@ DEFAULT_INTERFACE = "127.0.0.1"
 MAGIC = b"\xad\xb5\x01"  # magic and version: one prefix test on the hot path
 BROADCAST = 0
 UNICAST = 1
+INTEREST = 2
+TAG_SIZE = 8
 KIND_AT = 3
 SENDER_AT = 4
 DEST_AT = 12
@@ -91,9 +100,19 @@ def unicast_header(me: bytes, dest: bytes, ns_field: bytes) -> bytes:
     return MAGIC + bytes((UNICAST,)) + me + dest + ns_field
 
 
+def interest_header(me: bytes, tag: bytes, ns_field: bytes) -> bytes:
+    """Return the header of a publish from node ``me`` under interest tag ``tag``."""
+    return MAGIC + bytes((INTEREST,)) + me + tag + ns_field
+
+
+def interest_tag(key: str) -> bytes:
+    """Return the 8-byte tag of interest key ``key`` (its BLAKE2b digest, cut)."""
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=TAG_SIZE).digest()
+
+
 def is_ours(data: bytes) -> bool:
     """Tell whether a rejected datagram is of this protocol (another namespace), not garbage."""
-    return data.startswith(MAGIC) and len(data) > NAMESPACE_AT and data[KIND_AT] in (BROADCAST, UNICAST)
+    return data.startswith(MAGIC) and len(data) > NAMESPACE_AT and data[KIND_AT] in (BROADCAST, UNICAST, INTEREST)
 
 
 # -- URL arguments -------------------------------------------------------------------------------
