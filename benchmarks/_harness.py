@@ -1,4 +1,4 @@
-"""What the two-process benchmarks share: a switchable profiler and timing helpers."""
+"""What the benchmarks share: a switchable profiler, timing helpers, a child process, a private redis-server."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import asyncio
 import cProfile
 import json
 import pstats
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -94,3 +98,65 @@ class Child:
         if "ok" not in reply:
             await self.read()
         return reply
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, spoken to over a plain socket.
+
+    No redis-py here: ``benchmarks/redis.py`` shadows the package when this
+    directory leads ``sys.path``.
+    """
+
+    def __init__(self) -> None:
+        path = shutil.which("redis-server")
+        if path is None:
+            raise SystemExit("redis-server is not on PATH")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self._tmp = tempfile.mkdtemp(prefix="addrbus-bench-")
+        self.proc = subprocess.Popen(
+            [path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self._tmp, "--protected-mode", "no", "--loglevel", "warning", "--maxclients", "10000"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.version = self.info("server")["redis_version"]
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise
+                time.sleep(0.01)  # a bounded poll while the server binds its port
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def info(self, section: str) -> dict[str, str]:
+        """Return one section of ``INFO`` as a dict of strings."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2.0) as sock:
+            sock.sendall(f"INFO {section}\r\n".encode())
+            data = b""
+            while b"\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("no answer")
+                data += chunk
+            head, _, rest = data.partition(b"\r\n")
+            if not head.startswith(b"$"):
+                raise OSError(f"unexpected reply {head!r}")
+            size = int(head[1:])
+            while len(rest) < size:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise OSError("connection closed")
+                rest += chunk
+        lines = rest[:size].decode().splitlines()
+        return dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith("#"))
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        shutil.rmtree(self._tmp, ignore_errors=True)

@@ -40,17 +40,13 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from _harness import Child, Profiler, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
+from _harness import Child, Profiler, RedisServer, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
 
 from addrbus import EventBus  # noqa: E402
 from addrbus._wire.bodies import encode_body  # noqa: E402
@@ -74,43 +70,6 @@ def frame_size(kind: str, body: Any, ns: str) -> int:
                    ts=time.time(), **({"cid": msg_id, "rto": NODE, "dst": NODE, "dl": time.time()}
                                      if kind == "req" else {}))
     return len(encode_frame(env, encode_body(body))) + (0 if kind == "req" else wire.SENDER_LEN)
-
-
-class Server:
-    """A private redis-server on a free loopback port (a trimmed copy of tests/fixtures_redis.RedisServer)."""
-
-    def __init__(self) -> None:
-        path = shutil.which("redis-server")
-        if path is None:
-            raise SystemExit("redis-server is not on PATH")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self._tmp = tempfile.mkdtemp(prefix="addrbus-bench-")
-        self.proc = subprocess.Popen(
-            [path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._tmp, "--protected-mode", "no", "--loglevel", "warning"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with redis.Redis(port=self.port, socket_connect_timeout=0.2, protocol=2) as client:
-                    self.version = client.info("server")["redis_version"]
-                    return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.01)  # a bounded poll while the server binds its port
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def raw_client(url: str) -> aioredis.Redis:
@@ -380,7 +339,7 @@ def main() -> None:
         url, ns = args.child
         asyncio.run(child(url, ns, args.profiler))
         return
-    server = Server()
+    server = RedisServer()
     try:
         missed = asyncio.run(parent(server.url, server.version, args.quick, args.profile, args.profiler))
     finally:
