@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck layers unit soak bench docs clean
+.PHONY: demo test servers lint typecheck layers unit soak bench docs clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/user_service.py
 
 ## make test: ruff, mypy (strict), the import-layer contract and the whole test suite
-test: $(STAMP) redis-server lint typecheck layers unit
+test: $(STAMP) servers lint typecheck layers unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs/snippets
@@ -33,11 +33,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	scripts/in-netns $(BIN)/pytest
 
-# Tests need a redis-server binary; install it when we may (root) and it is missing.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
-	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
+# Tests start private brokers; install their Debian packages when we may (root) and one is missing.
+SERVERS := redis-server nats-server
+servers:
+	@missing=""; for s in $(SERVERS); do \
+	  command -v $$s >/dev/null 2>&1 || [ -x /usr/sbin/$$s ] || missing="$$missing $$s"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q $$missing; \
+	  else echo "missing:$$missing: install them (apt-get install$$missing)" >&2; exit 1; fi; fi
 
 ## make docs: build the documentation site into site/ (fails on a broken link or a missing page)
 docs: $(STAMP)

@@ -87,7 +87,7 @@ async def test_many_private_buses_do_not_see_each_other(address: str) -> None:
 
 async def test_bad_url_and_options_raise_config_error() -> None:
     with pytest.raises(ConfigError, match="accepted"):
-        EventBus("nats://localhost")
+        EventBus("amqp://localhost")
     with pytest.raises(ConfigError, match="serialize"):
         EventBus("memory://?bogus=1")
     with pytest.raises(ConfigError):

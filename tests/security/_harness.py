@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import nats
 import redis.asyncio as aioredis
 
 from addrbus import EventBus
@@ -29,8 +30,10 @@ from addrbus._wire.frames import encode_frame
 from addrbus._wire.sealing import Sealer
 from addrbus.transports import udp
 from addrbus.transports.memory import MemoryHub, _hubs
+from addrbus.transports.nats import subjects as nats_subjects
 from addrbus.transports.redis import wire as redis_wire
 from tests.conftest import unique
+from tests.fixtures_nats import NatsServer
 from tests.fixtures_redis import RedisServer
 from tests.transports.test_udp import udp_url
 
@@ -362,3 +365,72 @@ class RedisNet(Net):
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+class NatsNet(Net):
+    """``nats://``: a plain nats-py client publishes on, and subscribes to, every subject of the bus."""
+
+    name = "nats"
+
+    def __init__(self, server: NatsServer) -> None:
+        self.server = server
+        self.client: Any = None
+
+    async def _client(self) -> Any:
+        if self.client is None:
+            self.client = await nats.connect(self.server.url)
+        return self.client
+
+    def url(self, **query: str) -> str:
+        args = "&".join(f"{k}={v}" for k, v in query.items())
+        return self.server.url + (f"?{args}" if args else "")
+
+    @property
+    def max_payload(self) -> int:
+        from addrbus.transports.nats.transport import DEFAULT_MAX_FRAME
+
+        return DEFAULT_MAX_FRAME
+
+    async def inject(self, bus: EventBus, payload: bytes, *, direct: bool = False) -> None:
+        client = await self._client()
+        prefix = nats_subjects.prefix(bus.namespace)
+        subject = nats_subjects.inbox(prefix, bus.node_id) if direct else nats_subjects.broadcast(prefix)
+        await client.publish(subject, payload)
+        await client.flush()
+
+    async def replay(self, unit: Unit) -> None:
+        client = await self._client()
+        subject, data = unit.where
+        await client.publish(subject, data)
+        await client.flush()
+
+    @asynccontextmanager
+    async def capture(self) -> AsyncIterator[Capture]:
+        cap = Capture()
+        client = await self._client()
+        seen: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def keep(msg: Any) -> None:
+            seen.put_nowait(msg)
+
+        sub = await client.subscribe("addrbus.>", cb=keep)
+        await client.flush()
+        end = "addrbus.~capture-end." + random.randbytes(8).hex()
+        try:
+            yield cap
+            # One server delivers in the order it processed: once our marker is back,
+            # everything published before it has been seen.
+            await client.publish(end, b"")
+            async with asyncio.timeout(WAIT):
+                while True:
+                    msg = await seen.get()
+                    if msg.subject == end:
+                        break
+                    subject = msg.subject.encode()
+                    cap.units.append(Unit(subject + b" " + msg.data, msg.data, (msg.subject, msg.data)))
+        finally:
+            await sub.unsubscribe()
+
+    async def aclose(self) -> None:
+        if self.client is not None:
+            await self.client.close()

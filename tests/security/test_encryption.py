@@ -16,11 +16,13 @@ from pydantic import SecretBytes, SecretStr
 
 from addrbus import ConfigError, EventBus, Message, NoHandlers
 from addrbus._wire.sealing import MAGIC, generate_key
+from addrbus.transports.nats import subjects
 from tests.conftest import unique
 from tests.security._harness import (
     WAIT,
     Capture,
     MemoryNet,
+    NatsNet,
     Net,
     Recorder,
     RedisNet,
@@ -101,6 +103,10 @@ async def test_nothing_that_routes_or_means_anything_travels_in_clear(
             # out under: 16 bytes of keyed hash), a space, the sender id.
             assert outside.startswith(b"addrbus:")
             assert len(outside) <= len(f"addrbus:{len(namespace)}:{namespace}:a:") + 22 + 1 + 8
+        elif isinstance(net, NatsNet):
+            # The subject (namespace, then a node id or the digest a publish goes out under) and a space.
+            assert outside.startswith(b"addrbus.")
+            assert len(outside) <= len(f"addrbus.{subjects.token(namespace)}.a.") + 22 + 1
         plain = opened(key, unit.payload)
         assert plain is not None
         plaintexts.append(plain)

@@ -44,6 +44,8 @@ SCHEMES: dict[str, str] = {
     "redis": "addrbus.transports.redis",
     "rediss": "addrbus.transports.redis",
     "unix": "addrbus.transports.redis",
+    "nats": "addrbus.transports.nats",
+    "tls": "addrbus.transports.nats",
 }
 
 # Entry points already warned about, so that each clash is logged once, not per bus.

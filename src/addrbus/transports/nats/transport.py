@@ -1,0 +1,282 @@
+"""Carry frames over NATS: a subject per namespace, node inbox and interest key, routed by the server.
+
+The only module of addrbus that imports :mod:`nats`; it does so lazily, so a
+missing package is a :class:`ConfigError` at ``from_url`` time, not at import.
+Subject names are in :mod:`.subjects`, URL arguments in :mod:`.options`, and
+the operating side in ``docs/transports/nats.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
+from ..._exceptions import ConfigError, MessageTooLarge, TransportError
+from ..base import FrameHandler, Transport
+from . import subjects
+from .options import NatsOptions, parse_nats_url, redact
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+logger = logging.getLogger("addrbus.transports.nats")
+
+DEFAULT_MAX_FRAME = 2**20  # NATS's default max_payload
+MAX_SUBJECTS = 4096  # subjects kept ready
+
+
+def _load_nats() -> ModuleType:
+    try:
+        import nats
+    except ImportError as exc:
+        raise ConfigError("the NATS transport needs the nats-py package: pip install 'addrbus[nats]'") from exc
+    return nats
+
+
+def from_url(url: str) -> NatsTransport:
+    """Build a :class:`NatsTransport` from a nats:// or tls:// URL.
+
+    :raises ConfigError: for a bad URL or argument, or when nats-py is missing.
+    """
+    return NatsTransport(url)
+
+
+async def _confirmed(nc: Any, timeout: float) -> None:  # noqa: ASYNC109
+    """Return once the server has every command written so far (subscriptions above all).
+
+    ``nc.flush()`` alone does not say so: nats-py writes its PING straight to the
+    socket while SUB commands wait in its buffer for the flusher task, so under
+    load the PONG can come back before the server saw the SUB. The buffer is
+    written out first (nats-py's own forced flush), then the PING goes.
+    """
+    flush_pending = getattr(nc, "_flush_pending", None)
+    if flush_pending is not None:
+        await asyncio.wait_for(flush_pending(force_flush=True), timeout)
+    await nc.flush(timeout)
+
+
+class NatsTransport(Transport):
+    """Move frames between the nodes of a namespace through a NATS server or cluster.
+
+    States: ``connected`` once after start; ``disconnected`` when the
+    connection to the server is lost (sends then fail fast); ``reconnected``
+    once nats-py is connected again, to the same server or another of the
+    cluster, with every subscription restored.
+    """
+
+    scheme = "nats"
+    needs_heartbeat = True
+    routes_by_interest = True
+    max_frame_size = DEFAULT_MAX_FRAME
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._nats = _load_nats()
+        self._url = url
+        self._opts: NatsOptions = parse_nats_url(url)
+        self.scheme = url.partition("://")[0].lower()
+        self._nc: Any = None
+        self._on_frame: FrameHandler | None = None
+        self._subs: dict[str, Any] = {}  # interest key -> subscription
+        self._inboxes: dict[str, str] = {}  # node id -> its inbox subject, built once
+        self._subjects: dict[str, str] = {}  # interest key -> its subject, built once
+        self._counts = dict.fromkeys(("reconnects", "frames_sent", "frames_received", "publish_errors"), 0)
+
+    def __repr__(self) -> str:
+        return f"<NatsTransport {self.describe()}>"
+
+    def describe(self) -> str:
+        """Return the URL without its password or token."""
+        return redact(self._url)
+
+    def stats(self) -> dict[str, int]:
+        """Return reconnects, frame counts, publish errors and interest subscriptions."""
+        return {**self._counts, "interest_subscriptions": len(self._subs)}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, node_id: str, namespace: str, on_frame: FrameHandler) -> None:
+        """Connect, subscribe to the namespace and to this node's inbox, and deliver frames.
+
+        :raises TransportError: if no server of the URL can be reached, or it refuses us.
+        """
+        if self._nc is not None:
+            raise TransportError(f"{self.describe()} is already started")
+        prefix = self._prefix = subjects.prefix(namespace)
+        self._bcast = subjects.broadcast(prefix)
+        self._on_frame = on_frame
+        opts = self._opts
+        try:
+            async with asyncio.timeout(opts.connect_timeout):
+                nc = await self._nats.connect(
+                    **opts.connect_kwargs(), tls=self._tls(), no_echo=True, allow_reconnect=True,
+                    max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=opts.connect_timeout,
+                    pending_size=0, error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected, closed_cb=self._on_closed,
+                )
+            self._nc = nc
+            if nc.max_payload < self.max_frame_size:
+                self.max_frame_size = nc.max_payload
+            await nc.subscribe(self._bcast, cb=self._on_msg)
+            await nc.subscribe(subjects.inbox(prefix, node_id), cb=self._on_msg)
+            await _confirmed(nc, opts.timeout)
+        except Exception as exc:
+            await self._close()
+            if isinstance(exc, TimeoutError):
+                raise TransportError(f"cannot connect to {self.describe()}: no server answered within"
+                                     f" {opts.connect_timeout} s (connect_timeout)") from None
+            raise TransportError(f"cannot connect to {self.describe()}: {self._text(exc)}") from None
+        logger.info("connected to %s as node %s", self.describe(), node_id)
+        self._set_state("connected")
+
+    def _tls(self) -> ssl.SSLContext | None:
+        opts = self._opts
+        if not opts.tls:
+            return None
+        context = ssl.create_default_context(cafile=opts.ca_certs)
+        if opts.certfile is not None:
+            context.load_cert_chain(opts.certfile, opts.keyfile)
+        return context
+
+    async def stop(self) -> None:
+        """Close the connection at once (nothing pending is flushed). Idempotent."""
+        if self._nc is None:
+            return
+        await self._close()
+        logger.info("disconnected from %s", self.describe())
+        self.state = "disconnected"  # asked for: not reported as a fault
+
+    async def _close(self) -> None:
+        nc, self._nc = self._nc, None
+        self._subs.clear()
+        self._subjects.clear()
+        self._inboxes.clear()
+        self._on_frame = None
+        if nc is not None:
+            try:
+                await asyncio.wait_for(nc.close(), 2.0)
+            except Exception:
+                logger.debug("closing the connection failed", exc_info=True)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    async def broadcast(self, frame: Any, *, timeout: float | None = None) -> int | None:  # noqa: ASYNC109
+        """Publish ``frame`` to every other node of the namespace; return None (NATS does not count).
+
+        :raises MessageTooLarge: if the frame exceeds :attr:`max_frame_size`.
+        :raises TransportError: if the transport is stopped or disconnected.
+        """
+        await self._publish(self._bcast, frame)
+        return None
+
+    async def unicast(self, node_id: str, frame: Any, *, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Publish ``frame`` to ``node_id``'s inbox; True (NATS does not say whether anyone read it)."""
+        subject = self._inboxes.get(node_id)
+        if subject is None:
+            subject = self._remember(self._inboxes, node_id, subjects.inbox(self._prefix, node_id))
+        await self._publish(subject, frame)
+        return True
+
+    async def publish(self, key: str, frame: Any, *, timeout: float | None = None) -> int | None:  # noqa: ASYNC109
+        """Publish ``frame`` on the subject of interest key ``key``: NATS hands it to its subscribers only."""
+        subject = self._subjects.get(key)
+        if subject is None:
+            subject = self._remember(self._subjects, key, subjects.interest(self._prefix, key))
+        await self._publish(subject, frame)
+        return None
+
+    @staticmethod
+    def _remember(cache: dict[str, str], name: str, subject: str) -> str:
+        if len(cache) >= MAX_SUBJECTS:
+            cache.clear()  # keys and nodes come and go; rebuilding a subject costs a microsecond
+        cache[name] = subject
+        return subject
+
+    async def _publish(self, subject: str, frame: Any) -> None:
+        size = len(frame)
+        if size > self.max_frame_size:
+            raise MessageTooLarge(size, self.max_frame_size, self.scheme)
+        nc = self._nc
+        if nc is None:
+            raise TransportError(f"{self.describe()} is not started")
+        if not nc.is_connected:
+            raise TransportError(f"{self.describe()} is disconnected")
+        try:
+            await nc.publish(subject, bytes(frame) if not isinstance(frame, bytes) else frame)
+        except Exception as exc:
+            self._counts["publish_errors"] += 1
+            raise TransportError(f"publish to {self.describe()} failed: {self._text(exc)}") from None
+        self._counts["frames_sent"] += 1
+
+    # -- interest -------------------------------------------------------------------------------
+
+    async def subscribe(self, keys: Collection[str]) -> None:
+        """Subscribe to the subjects of ``keys``; return once the server has them.
+
+        nats-py restores them after a reconnect, before ``reconnected``.
+
+        :raises TransportError: if the server did not confirm within the URL's ``timeout``.
+        """
+        nc = self._nc
+        if nc is None:
+            raise TransportError(f"{self.describe()} is not started")
+        new = [key for key in dict.fromkeys(keys) if key not in self._subs]
+        if not new:
+            return
+        try:
+            for key in new:
+                self._subs[key] = await nc.subscribe(subjects.interest(self._prefix, key), cb=self._on_msg)
+            await _confirmed(nc, self._opts.timeout)
+        except Exception as exc:
+            raise TransportError(f"could not subscribe at {self.describe()}: {self._text(exc)}") from None
+
+    async def unsubscribe(self, keys: Collection[str]) -> None:
+        """Unsubscribe from the subjects of ``keys``; never raises."""
+        for key in keys:
+            sub = self._subs.pop(key, None)
+            if sub is not None:
+                try:
+                    await sub.unsubscribe()
+                except Exception:
+                    logger.debug("unsubscribe from %r failed", key, exc_info=True)
+
+    # -- receiving and events -------------------------------------------------------------------
+
+    async def _on_msg(self, msg: Any) -> None:
+        on_frame = self._on_frame
+        if on_frame is None:
+            return
+        self._counts["frames_received"] += 1
+        try:
+            on_frame(msg.data)
+        except Exception:
+            logger.exception("frame handler failed on a frame from %s", self.describe())
+
+    async def _on_error(self, exc: Exception) -> None:
+        logger.debug("nats-py reports: %s", self._text(exc))
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is not None:
+            logger.warning("lost connection to %s; reconnecting", self.describe())
+            self._set_state("disconnected")
+
+    async def _on_reconnected(self) -> None:
+        nc = self._nc
+        if nc is not None:
+            self._counts["reconnects"] += 1
+            logger.info("reconnected to %s (server %s)", self.describe(), redact(str(nc.connected_url.geturl())))
+            self._set_state("reconnected")
+
+    async def _on_closed(self) -> None:
+        logger.debug("connection to %s closed", self.describe())
+
+    def _text(self, exc: BaseException) -> str:
+        """Return ``exc`` as text, without the password or token even if a library put them there."""
+        text = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        for secret in (self._opts.password, self._opts.token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
