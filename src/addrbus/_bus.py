@@ -120,6 +120,11 @@ class EventBus(Registering, Sending):
         """Return the transport's state: connected, degraded, disconnected or reconnected."""
         return self._transport.state
 
+    @property
+    def transport_routes_sends(self) -> bool:
+        """Tell whether the transport's engine picks the node of each send and request (NATS), not the bus."""
+        return self._transport.routes_sends
+
     def on_transport_state(self, listener: Callable[[str], Any]) -> Callable[[], None]:
         """Call ``listener(state)`` on every transport state change; return an undo function."""
         self._state_listeners.append(listener)
@@ -164,6 +169,7 @@ class EventBus(Registering, Sending):
         self._out.forget()
         self._wire.reset()
         self._transport.on_state(self._transport_state_changed)
+        self._transport.on_undeliverable(self._out.undeliverable)
         await self._transport.start(node.id, node.namespace, self._on_frame)
         node.running = node.answering = True
         try:

@@ -186,3 +186,56 @@ async def test_the_bus_runs_on_nats_with_a_shared_key(nats_server: NatsServer) -
     async with service, client:
         await client.wait_for_handlers("echo", timeout=WAIT)
         assert await client.request("echo", "hello", timeout=WAIT) == "hello"
+
+
+# -- NATS chooses the consumer ---------------------------------------------------------------------
+
+
+async def _silently_gone(bus: EventBus) -> None:
+    """Cut ``bus``'s connection without a goodbye: what a crash looks like to the others."""
+    await bus._transport._nc.close()  # type: ignore[attr-defined]
+
+
+async def test_a_request_nobody_takes_fails_no_handlers_at_once(nats_server: NatsServer) -> None:
+    """The table still lists a consumer that crashed; NATS's no-responders status fails the request at once."""
+    service = EventBus(nats_server.url, namespace="nr", heartbeat=60.0, stop_timeout=0.5)
+    service.on("echo", lambda body: body)
+    client = EventBus(nats_server.url, namespace="nr", heartbeat=60.0)
+    async with client:
+        await service.start()
+        try:
+            await client.wait_for_handlers("echo", timeout=WAIT)
+            assert await client.request("echo", 1, timeout=WAIT) == 1
+            await _silently_gone(service)
+            assert client.nodes().get(service.node_id), "the client already forgot the service"
+            loop = asyncio.get_running_loop()
+            begin = loop.time()
+            from addrbus import NoHandlers
+
+            with pytest.raises(NoHandlers):
+                await client.request("echo", 2, timeout=WAIT)
+            assert loop.time() - begin < 1.0
+            assert client.stats()["transport.no_responders"] == 1
+        finally:
+            await service.stop()
+
+
+async def test_nats_routes_around_a_consumer_that_crashed(nats_server: NatsServer) -> None:
+    """Two consumers, one crashes: every later request and send reaches the other, none waits for a timeout."""
+    buses = [EventBus(nats_server.url, namespace="around", heartbeat=60.0, stop_timeout=0.5) for _ in range(3)]
+    one, two, client = buses
+    got = {"one": 0, "two": 0}
+    one.on("work", lambda n: got.__setitem__("one", got["one"] + 1) or n)
+    two.on("work", lambda n: got.__setitem__("two", got["two"] + 1) or n)
+    for bus in buses:
+        await bus.start()
+    try:
+        await client.wait_for_handlers("work", 2, timeout=WAIT)
+        await _silently_gone(one)
+        before = got["one"]
+        for n in range(50):
+            assert await client.request("work", n, timeout=2.0) == n
+        assert got["one"] == before and got["two"] >= 50
+    finally:
+        for bus in buses:
+            await bus.stop()

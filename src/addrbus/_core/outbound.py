@@ -45,6 +45,7 @@ _OTHER_LOOP = (
 
 #: The longest request timeout, in seconds (about 11.6 days); longer ones, and infinity, are refused.
 MAX_TIMEOUT = 1_000_000
+ANY_NODE = ""  # a request's node when the transport's engine chooses it (Transport.routes_sends)
 
 
 def check_loop(node: Node) -> None:
@@ -145,6 +146,11 @@ class Outbound:
         self._counters.sent += 1
         msg_id = node.next_id()
         if isinstance(target, str):
+            if self._wire.routes_sends:  # the engine picks the node: one that died is never it
+                env = make_envelope(kind="send", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=now(),
+                                    hdr=hdrs)
+                await self._wire.send_any(env, body)
+                return
             env = make_envelope(kind="send", ns=node.namespace, addr=addr, id=msg_id, src=node.id,
                                 dst=target, ts=now(), hdr=hdrs)
             if not await self._wire.unicast(target, env, body):
@@ -183,9 +189,11 @@ class Outbound:
         pending = self._pending
         t = now()
         if isinstance(target, str):
+            if self._wire.routes_sends:
+                target = ANY_NODE  # the engine picks it; nobody can say which node owes the reply
             future = pending.add(cid, timeout, target, spec, addr)
             env = make_envelope(kind="req", ns=node.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
-                                src=node_id, dst=target, dl=t + timeout, ts=t, hdr=hdrs)
+                                src=node_id, dst=target or None, dl=t + timeout, ts=t, hdr=hdrs)
             return cid, future, (target, env, body)
         future = pending.add(cid, timeout, node_id, spec, addr)
         if not target.deliver((body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)):
@@ -200,6 +208,15 @@ class Outbound:
                           future: asyncio.Future[Any]) -> asyncio.Semaphore | None:
         """Send a request's frame; return the window slot it holds, which the caller releases."""
         node, env, body = remote
+        if node == ANY_NODE:
+            try:
+                await self._wire.send_any(env, body, reply=env.cid)
+            except DeliveryUnknown:
+                pass  # it may have gone out: the reply or the deadline resolves the request
+            except TransportError:
+                if not future.done():
+                    raise
+            return None
         window = None
         limit = self._wire.max_in_flight
         if limit:
@@ -231,6 +248,12 @@ class Outbound:
         if not sent:
             self._node_gone(node, "its inbox has no listener")
         return window
+
+    def undeliverable(self, cid: str) -> None:
+        """The engine says no node took request ``cid``: fail it ``NoHandlers`` now, not at its deadline."""
+        entry = self._pending.get(cid)
+        if entry is not None and not entry.future.done():
+            entry.future.set_exception(NoHandlers(f"no handlers for address {entry.address!r}", code=-1))
 
     async def send_ctl(self, op: str, body: dict[str, Any], to: str | None) -> int | bool | None:
         """Send a membership frame to one node, or to all (``to`` None)."""

@@ -49,6 +49,9 @@ class Host(Protocol):
     def unregister(self, reg: Registration) -> None:
         """Remove ``reg`` from routing; its backlog is still handled."""
 
+    def abandoned(self, cid: str, reply_to: str) -> None:
+        """stop() cancelled the handling of request ``cid``: tell its requester (``RecipientGone``) now."""
+
 
 class Registration:
     """A handler registered at an address. ``unregister()`` removes it.
@@ -189,6 +192,12 @@ class Registration:
                                     await replies.answer(cid, item[5], "reply", result, 0, "", "")
                     else:
                         await self._invoke(item)
+                except asyncio.CancelledError as exc:
+                    # stop() gave up on this run. Where the engine chose this node, the requester cannot
+                    # tell who owed the reply: say so from here.
+                    if _cancelled(exc) and item[4] is not None and item[5] is not None and item[5] != node.id:
+                        host.abandoned(item[4], item[5])
+                    raise
                 finally:
                     self._busy -= 1
             if self._overflowing:

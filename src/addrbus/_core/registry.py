@@ -45,6 +45,7 @@ class Registry:
         self.max_queue = max_queue
         self.concurrency = concurrency
         self._detached: list[Registration] = []  # unregistered, but still finishing work
+        self._abandoned: set[asyncio.Task[None]] = set()  # RecipientGone answers for requests stop() gave up on
 
     def register(self, address: Any, handler: Callable[..., Any], body_default: bool, max_queue: int | None,
                  concurrency: int | None, localns: dict[str, Any] | None) -> Registration:
@@ -106,11 +107,21 @@ class Registry:
         for wake in list(self.wakers):
             wake()
 
+    def abandoned(self, cid: str, reply_to: str) -> None:
+        """Answer request ``cid`` with ``RecipientGone``: stop() cancelled its handling here."""
+        answer = self.replies.answer(cid, reply_to, "fail", None, 503, "the node handling it stopped before it"
+                                     " answered", "RECIPIENT_GONE")
+        task = asyncio.get_running_loop().create_task(answer)
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
     async def _cancel(self, tasks: set[asyncio.Task[None]]) -> None:
         """Cancel ``tasks``; abandon, with a warning each, those still running ``CANCEL_GRACE`` seconds later."""
         for task in tasks:
             task.cancel()
         _, stuck = await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+        if self._abandoned:  # their requesters hear it before this node says goodbye
+            await asyncio.wait(set(self._abandoned), timeout=CANCEL_GRACE)
         if stuck:
             owners = {t: r for regs in self._router.local.values() for r in regs for t in r.tasks}
             owners.update({t: r for r in self._detached for t in r.tasks})

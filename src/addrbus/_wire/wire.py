@@ -75,6 +75,15 @@ class Wire:
         """Send to one node; return False if the transport knows nobody got it."""
         return await self._transport.unicast(node, self._frame(env, body), timeout=timeout)
 
+    @property
+    def routes_sends(self) -> bool:
+        """Tell whether the transport's engine chooses the consumer of a send or request."""
+        return self._transport.routes_sends
+
+    async def send_any(self, env: Envelope, body: Any, reply: str | None = None) -> None:
+        """Send to one consumer of the envelope's address, chosen by the transport's engine."""
+        await self._transport.send_any(self.interest_key(env.addr), self._frame(env, body), reply=reply)
+
     def interest_key(self, address: str) -> str:
         """Return the key a publish to ``address`` goes out under (the address itself without a shared key)."""
         if self._sealer is None:

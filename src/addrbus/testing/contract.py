@@ -246,14 +246,17 @@ class BusContract:
     # -- send and publish --------------------------------------------------------
 
     async def test_send_round_robin_across_nodes(self, nodes: Nodes, address: str) -> None:
+        """Round-robin across nodes; where the engine picks the node (``routes_sends``), a fair share each."""
         a, b, client = await nodes(3)
+        engine = client.transport_routes_sends
+        total = 200 if engine else 10
         got: dict[str, int] = {"a": 0, "b": 0}
         done = asyncio.Event()
 
         def counter(name: str) -> Callable[[int], Any]:
             async def handle(n: int) -> None:
                 got[name] += 1
-                if sum(got.values()) == 10:
+                if sum(got.values()) == total:
                     done.set()
             return handle
 
@@ -261,10 +264,13 @@ class BusContract:
         b.on(address, counter("b"))
         await self.started(a, b, client)
         await self.until_routed(client, address, 2)
-        for i in range(10):
+        for i in range(total):
             await client.send(address, i)
         await asyncio.wait_for(done.wait(), WAIT)
-        assert got == {"a": 5, "b": 5}
+        if engine:  # NATS picks a queue group's member at random: far from 25 % is one in 10**12
+            assert min(got.values()) >= total // 4, got
+        else:
+            assert got == {"a": 5, "b": 5}
 
     async def test_publish_reaches_every_handler_once(self, nodes: Nodes, address: str) -> None:
         a, b, publisher = await nodes(3)

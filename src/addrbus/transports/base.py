@@ -45,6 +45,18 @@ subscribe to nothing, so a transport without an engine works unchanged; one
 that filters on receipt (udp:// tags each datagram with the key's digest)
 drops the rest before any decryption.
 
+Choosing the consumer (optional). A transport whose engine can hand a frame
+to exactly one of the nodes subscribed to a key (NATS queue groups, MQTT
+shared subscriptions) sets :attr:`Transport.routes_sends`. Its
+:meth:`~Transport.subscribe` then also joins each key's group, and the bus
+sends a ``send`` or a request bound for another node with
+:meth:`~Transport.send_any`, leaving the choice of node to the engine: a node
+that died since the bus's table last heard of it is never chosen. A request
+goes with a ``reply`` token; when the engine knows that nobody took it (NATS's
+no-responders status), the transport calls the function given to
+:meth:`~Transport.on_undeliverable` with that token, and the request fails
+``NoHandlers`` at once.
+
 Knowing who listens (optional). A transport whose :meth:`~Transport.unicast`
 returns ``False`` exactly when nobody listens to that node's id, and whose
 :meth:`~Transport.broadcast` returns how many nodes heard, sets
@@ -120,6 +132,9 @@ class Transport(abc.ABC):
     #: that id, and :meth:`broadcast` returns how many nodes heard (Redis): the
     #: membership then watches a few neighbours instead of hearing every node.
     knows_listeners: bool = False
+    #: True when :meth:`send_any` reaches exactly one node subscribed to its key,
+    #: chosen by the engine (a queue group): the bus then leaves that choice to it.
+    routes_sends: bool = False
 
     def __init__(self) -> None:
         self.state: str = "disconnected"
@@ -190,6 +205,20 @@ class Transport(abc.ABC):
 
     async def unsubscribe(self, keys: Collection[str]) -> None:
         """Stop receiving the frames published for each of ``keys``; idempotent per key."""
+        return None
+
+    async def send_any(self, key: str, frame: Any, *, reply: str | None = None,
+                       timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Send ``frame`` to one node subscribed to ``key``, chosen by the engine (:attr:`routes_sends` only).
+
+        With ``reply``, a token the transport hands to the :meth:`on_undeliverable`
+        listener if the engine reports that no node took the frame. Raises as
+        :meth:`broadcast`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not route sends (routes_sends is False)")
+
+    def on_undeliverable(self, listener: Callable[[str], None] | None) -> None:
+        """Register the one callback told the ``reply`` token of a frame no node took."""
         return None
 
     def stats(self) -> dict[str, int]:

@@ -9,7 +9,11 @@ subject never holds a wildcard. Under the prefix:
 * ``<prefix>.b`` -- broadcasts (membership), every node;
 * ``<prefix>.n.<node_id>`` -- one node's inbox (unicasts);
 * ``<prefix>.a.<key token>`` -- the publishes of one address, subscribed by its
-  consumers (the key is the address, or its keyed digest with a ``shared_key``).
+  consumers (the key is the address, or its keyed digest with a ``shared_key``);
+* ``<prefix>.q.<key token>`` -- the sends and requests of one address, in a queue
+  group of the same name that its consumers join: NATS hands each to one of them;
+* ``<prefix>.r.<node_id>.<request id>`` -- the reply subject a request names, on
+  which its node hears NATS's no-responders status (503) when nobody took it.
 
 The connection is opened with ``no_echo``: NATS never hands a node its own
 messages, so frames need no sender id.
@@ -48,3 +52,13 @@ def inbox(prefix_: str, node_id: str) -> str:
 def interest(prefix_: str, key: str) -> str:
     """Return the subject of interest key ``key``."""
     return f"{prefix_}.a.{token(key)}"
+
+
+def queue(prefix_: str, key: str) -> str:
+    """Return the queue subject of interest key ``key`` (its queue group has the key's token as name)."""
+    return f"{prefix_}.q.{token(key)}"
+
+
+def no_responders(prefix_: str, node_id: str) -> str:
+    """Return the prefix of the reply subjects of ``node_id``'s requests."""
+    return f"{prefix_}.r.{node_id}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from ..._exceptions import ConfigError, MessageTooLarge, TransportError
@@ -26,6 +26,7 @@ logger = logging.getLogger("addrbus.transports.nats")
 
 DEFAULT_MAX_FRAME = 2**20  # NATS's default max_payload
 MAX_SUBJECTS = 4096  # subjects kept ready
+_COUNTERS = ("reconnects", "frames_sent", "frames_received", "publish_errors", "no_responders")
 
 
 def _load_nats() -> ModuleType:
@@ -70,6 +71,7 @@ class NatsTransport(Transport):
     scheme = "nats"
     needs_heartbeat = True
     routes_by_interest = True
+    routes_sends = True  # a queue group per address: NATS picks the consumer of a send or request
     max_frame_size = DEFAULT_MAX_FRAME
 
     def __init__(self, url: str) -> None:
@@ -80,10 +82,12 @@ class NatsTransport(Transport):
         self.scheme = url.partition("://")[0].lower()
         self._nc: Any = None
         self._on_frame: FrameHandler | None = None
-        self._subs: dict[str, Any] = {}  # interest key -> subscription
+        self._subs: dict[str, tuple[Any, Any]] = {}  # interest key -> (its publish, its queue) subscription
+        self._queues: dict[str, str] = {}  # interest key -> its queue subject, built once
+        self._undeliverable: Callable[[str], None] | None = None
         self._inboxes: dict[str, str] = {}  # node id -> its inbox subject, built once
         self._subjects: dict[str, str] = {}  # interest key -> its subject, built once
-        self._counts = dict.fromkeys(("reconnects", "frames_sent", "frames_received", "publish_errors"), 0)
+        self._counts = dict.fromkeys(_COUNTERS, 0)
 
     def __repr__(self) -> str:
         return f"<NatsTransport {self.describe()}>"
@@ -122,6 +126,8 @@ class NatsTransport(Transport):
                 self.max_frame_size = nc.max_payload
             await nc.subscribe(self._bcast, cb=self._on_msg)
             await nc.subscribe(subjects.inbox(prefix, node_id), cb=self._on_msg)
+            self._replies = subjects.no_responders(prefix, node_id)
+            await nc.subscribe(self._replies + ".*", cb=self._on_status)
             await _confirmed(nc, opts.timeout)
         except Exception as exc:
             await self._close()
@@ -154,6 +160,7 @@ class NatsTransport(Transport):
         self._subs.clear()
         self._subjects.clear()
         self._inboxes.clear()
+        self._queues.clear()
         self._on_frame = None
         if nc is not None:
             try:
@@ -188,6 +195,22 @@ class NatsTransport(Transport):
         await self._publish(subject, frame)
         return None
 
+    async def send_any(self, key: str, frame: Any, *, reply: str | None = None,
+                       timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Publish ``frame`` to the queue group of ``key``: NATS hands it to one member.
+
+        With ``reply``, the message names ``<prefix>.r.<node>.<reply>`` as its
+        reply subject, where NATS answers 503 when the group has no member.
+        """
+        subject = self._queues.get(key)
+        if subject is None:
+            subject = self._remember(self._queues, key, subjects.queue(self._prefix, key))
+        await self._publish(subject, frame, f"{self._replies}.{subjects.token(reply)}" if reply else "")
+
+    def on_undeliverable(self, listener: Callable[[str], None] | None) -> None:
+        """Register the callback told the ``reply`` token of a request no node took."""
+        self._undeliverable = listener
+
     @staticmethod
     def _remember(cache: dict[str, str], name: str, subject: str) -> str:
         if len(cache) >= MAX_SUBJECTS:
@@ -195,7 +218,7 @@ class NatsTransport(Transport):
         cache[name] = subject
         return subject
 
-    async def _publish(self, subject: str, frame: Any) -> None:
+    async def _publish(self, subject: str, frame: Any, reply: str = "") -> None:
         size = len(frame)
         if size > self.max_frame_size:
             raise MessageTooLarge(size, self.max_frame_size, self.scheme)
@@ -205,7 +228,7 @@ class NatsTransport(Transport):
         if not nc.is_connected:
             raise TransportError(f"{self.describe()} is disconnected")
         try:
-            await nc.publish(subject, bytes(frame) if not isinstance(frame, bytes) else frame)
+            await nc.publish(subject, bytes(frame) if not isinstance(frame, bytes) else frame, reply)
         except Exception as exc:
             self._counts["publish_errors"] += 1
             raise TransportError(f"publish to {self.describe()} failed: {self._text(exc)}") from None
@@ -228,7 +251,10 @@ class NatsTransport(Transport):
             return
         try:
             for key in new:
-                self._subs[key] = await nc.subscribe(subjects.interest(self._prefix, key), cb=self._on_msg)
+                tok = subjects.token(key)
+                published = await nc.subscribe(subjects.interest(self._prefix, key), cb=self._on_msg)
+                sent = await nc.subscribe(subjects.queue(self._prefix, key), queue=tok, cb=self._on_msg)
+                self._subs[key] = (published, sent)
             await _confirmed(nc, self._opts.timeout)
         except Exception as exc:
             raise TransportError(f"could not subscribe at {self.describe()}: {self._text(exc)}") from None
@@ -236,8 +262,7 @@ class NatsTransport(Transport):
     async def unsubscribe(self, keys: Collection[str]) -> None:
         """Unsubscribe from the subjects of ``keys``; never raises."""
         for key in keys:
-            sub = self._subs.pop(key, None)
-            if sub is not None:
+            for sub in self._subs.pop(key, ()):
                 try:
                     await sub.unsubscribe()
                 except Exception:
@@ -254,6 +279,17 @@ class NatsTransport(Transport):
             on_frame(msg.data)
         except Exception:
             logger.exception("frame handler failed on a frame from %s", self.describe())
+
+    async def _on_status(self, msg: Any) -> None:
+        """A message on our reply subjects: NATS's no-responders status for a request nobody took."""
+        headers = msg.headers
+        listener = self._undeliverable
+        if headers and headers.get("Status") == "503" and listener is not None:
+            self._counts["no_responders"] += 1
+            try:
+                listener(msg.subject.rpartition(".")[2])
+            except Exception:
+                logger.exception("the undeliverable listener failed")
 
     async def _on_error(self, exc: Exception) -> None:
         logger.debug("nats-py reports: %s", self._text(exc))
