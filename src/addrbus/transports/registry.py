@@ -44,6 +44,8 @@ SCHEMES: dict[str, str] = {
     "redis": "addrbus.transports.redis",
     "rediss": "addrbus.transports.redis",
     "unix": "addrbus.transports.redis",
+    "mqtt": "addrbus.transports.mqtt",
+    "mqtts": "addrbus.transports.mqtt",
 }
 
 # Entry points already warned about, so that each clash is logged once, not per bus.
