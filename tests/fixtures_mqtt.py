@@ -110,8 +110,9 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> None:
         """Start the broker and wait until its port accepts connections."""
         conf = self._config()
-        self.proc = subprocess.Popen([str(MOSQUITTO), "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.dir / "stderr.log", "ab") as stderr:
+            self.proc = subprocess.Popen([str(MOSQUITTO), "-c", str(conf)], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -120,7 +121,7 @@ class Mosquitto:
         ports = [p for p in (self.port, self.tls_port) if p is not None]
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                err = (self.dir / "stderr.log").read_text(errors="replace")
                 log = self.dir / "mosquitto.log"
                 text = log.read_text(errors="replace") if log.exists() else ""
                 raise RuntimeError(f"mosquitto exited with {self.proc.returncode}: {err[-500:]} {text[-500:]}")
@@ -160,8 +161,6 @@ class Mosquitto:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGCONT)  # a paused broker ignores signals until continued
         self.kill()
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
