@@ -39,6 +39,15 @@ redis-server:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q redis-server; \
 	  else echo "redis-server is missing: install it (apt-get install redis-server)" >&2; exit 1; fi; }
 
+# The MQTT tests start their own mosquitto (Debian installs it in /usr/sbin); install it
+# likewise. A rule of its own adds it to unit's prerequisites, so `make test` checks it first.
+unit: mosquitto
+.PHONY: mosquitto
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q mosquitto; \
+	  else echo "mosquitto is missing: install it (apt-get install mosquitto)" >&2; exit 1; fi; }
+
 ## make docs: build the documentation site into site/ (fails on a broken link or a missing page)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
