@@ -339,3 +339,22 @@ async def test_broker_restart_during_request_traffic(fault_mosquitto: Mosquitto)
         assert requester.transport_state == "reconnected"
         assert isinstance(requester, EventBus)
         print(f"\nserving again {recovered:.3f} s after the new mosquitto was spawned; {dict(outcomes)}")
+
+
+async def test_a_hung_broker_is_dropped_after_two_keepalives(fault_mosquitto: Mosquitto) -> None:
+    async with nodes(fault_mosquitto.url + "?keepalive=1", 2) as [(a, _, _), (b, b_id, b_in)]:
+        states, b_states = TransportStates(a), TransportStates(b)
+        fault_mosquitto.pause()
+        paused = now()
+        try:
+            await states.wait_for("disconnected", 4.0)
+            noticed = now() - paused
+            with pytest.raises(TransportError, match="disconnected"):
+                await a.unicast(b_id, b"into the freeze")
+        finally:
+            fault_mosquitto.resume()
+        await states.wait_for("reconnected", 4.0)
+        await b_states.wait_for("reconnected", 4.0)
+        assert 1.0 <= noticed < 3.5
+        assert await a.unicast(b_id, b"thawed") is True
+        assert b"thawed" in await b_in.wait_for(1)

@@ -83,7 +83,7 @@ class MqttOptions:
     client_id: str | None = None  # None: "addrbus-<node id>"
     timeout: float = 5.0
     connect_timeout: float = 5.0
-    keepalive: int = 5
+    keepalive: int = 2
     max_pending: int = 1024
     max_frame_size: int = DEFAULT_MAX_FRAME
     ca_certs: str | None = None
