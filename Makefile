@@ -34,7 +34,7 @@ unit: $(STAMP)
 	scripts/in-netns $(BIN)/pytest
 
 # Tests start private brokers; install their Debian packages when we may (root) and one is missing.
-SERVERS := redis-server nats-server
+SERVERS := redis-server nats-server mosquitto
 servers:
 	@missing=""; for s in $(SERVERS); do \
 	  command -v $$s >/dev/null 2>&1 || [ -x /usr/sbin/$$s ] || missing="$$missing $$s"; done; \

@@ -12,7 +12,9 @@ import pytest
 
 from addrbus import EventBus
 
-pytest_plugins = ["pytester", "tests.fixtures_redis", "tests.fixtures_nats", "tests.fixtures_netns"]
+pytest_plugins = [
+    "pytester", "tests.fixtures_redis", "tests.fixtures_nats", "tests.fixtures_netns", "tests.fixtures_mqtt",
+]
 
 _counter = itertools.count()
 

@@ -78,10 +78,16 @@ def parse_blocks(markdown: str) -> tuple[list[Block], list[int]]:
     return blocks, dangling
 
 
+#: Programs that need an MQTT broker: each gets a private mosquitto's URL in ADDRBUS_MQTT_URL.
+NEEDS_MQTT = {"examples/busline_mqtt.py"}
+
+
 @pytest.mark.parametrize("program", PROGRAMS, ids=_rel)
-def test_program_runs(program: Path) -> None:
+def test_program_runs(program: Path, request: pytest.FixtureRequest) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("ADDRBUS_URL", None)  # examples choose their own bus
+    if _rel(program) in NEEDS_MQTT:
+        env["ADDRBUS_MQTT_URL"] = request.getfixturevalue("mosquitto").url
     result = subprocess.run(
         [sys.executable, str(program)],
         cwd=ROOT,

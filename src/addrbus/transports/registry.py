@@ -46,6 +46,8 @@ SCHEMES: dict[str, str] = {
     "unix": "addrbus.transports.redis",
     "nats": "addrbus.transports.nats",
     "tls": "addrbus.transports.nats",
+    "mqtt": "addrbus.transports.mqtt",
+    "mqtts": "addrbus.transports.mqtt",
 }
 
 # Entry points already warned about, so that each clash is logged once, not per bus.
