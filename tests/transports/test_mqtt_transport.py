@@ -14,15 +14,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from addrbus import EventBus
+from addrbus import EventBus, RequestTimeout
 from addrbus._exceptions import ConfigError, MessageTooLarge, TransportError
 from addrbus.transports.mqtt import MqttTransport, from_url
 from addrbus.transports.mqtt.options import DEFAULT_MAX_FRAME, parse_mqtt_url
 from addrbus.transports.mqtt.topics import MAX_KEY_TOPIC, Topics, key_topic, level, unlevel
 from addrbus.transports.registry import make_transport
+from tests._faults import States, Traffic, now, two_buses
 from tests.fixtures_mqtt import Mosquitto
 from tests.fixtures_redis import free_port
-from tests.test_redis_faults import States, Traffic, now, two_buses
 from tests.transports._inbox import WAIT, Inbox
 
 pytestmark = pytest.mark.mqtt
@@ -358,3 +358,49 @@ async def test_a_hung_broker_is_dropped_after_two_keepalives(fault_mosquitto: Mo
         assert 1.0 <= noticed < 3.5
         assert await a.unicast(b_id, b"thawed") is True
         assert b"thawed" in await b_in.wait_for(1)
+
+
+# -- the broker chooses the consumer (shared subscriptions) ----------------------------------------
+
+
+async def test_sends_and_requests_go_through_a_shared_subscription_to_a_live_consumer(mosquitto: Mosquitto) -> None:
+    """Two consumers, one's connection gone without a goodbye: the broker hands every request to the other."""
+    buses = [EventBus(mosquitto.url, namespace="share", heartbeat=60.0, stop_timeout=0.5) for _ in range(3)]
+    one, two, client = buses
+    got = {"one": 0, "two": 0}
+
+    @one.on("work")
+    async def at_one(n: int) -> int:
+        got["one"] += 1
+        return n
+
+    @two.on("work")
+    async def at_two(n: int) -> int:
+        got["two"] += 1
+        return n
+
+    for bus in buses:
+        await bus.start()
+    try:
+        await client.wait_for_handlers("work", 2, timeout=10)
+        assert client.transport_routes_sends
+        assert one.stats()["transport.shared_subscriptions"] == 1
+        for n in range(40):
+            await client.send("work", n)
+        for n in range(40):
+            assert await client.request("work", n, timeout=5) == n
+        assert got["one"] > 0 and got["two"] > 0, got  # the broker shares them out
+        await one._transport.stop()  # gone from the broker; the client's table still lists it
+        for _ in range(10):  # bounded: a request sent as the broker dropped it may be lost with it
+            try:
+                await client.request("work", -1, timeout=0.5)
+                break
+            except RequestTimeout:
+                continue
+        before = got["one"]
+        for n in range(30):
+            assert await client.request("work", n, timeout=2.0) == n
+        assert got["one"] == before
+    finally:
+        for bus in buses:
+            await bus.stop()

@@ -13,7 +13,11 @@ Per namespace ``<ns>`` (escaped as one level, see :func:`level`):
   digest (one level, no ``.``), which reveals nothing;
 * ``<ns>/k/<digest>`` -- a key whose topic would exceed :data:`MAX_KEY_TOPIC`
   bytes, by its SHA-256 (url-safe base64). Addresses (255 characters at most)
-  never get there.
+  never get there;
+* ``<ns>/q/<the key's topic after <ns>/>`` -- the sends and requests of one
+  interest key, which its consumers subscribe to as the MQTT 5 shared
+  subscription ``$share/addrbus/<ns>/q/...``: the broker hands each message to
+  one of them.
 
 Interest keys are opaque strings to a transport, so :func:`level` escapes
 whatever MQTT gives a meaning to or refuses in a topic: ``%`` (the escape
@@ -38,6 +42,7 @@ _NONCHARS = "".join(f"{chr(p * 0x10000 + 0xFFFE)}{chr(p * 0x10000 + 0xFFFF)}" fo
 _SPECIAL = re.compile("[%/+#$\x00-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef" + re.escape(_NONCHARS) + "]")
 _ESCAPED = re.compile(r"(?:%[0-9A-F]{2})+")
 EMPTY = "%"
+SHARE = "$share/addrbus/"  # the shared-subscription group: one per topic filter, so one name serves all
 
 #: Longest interest topic written out in full, in UTF-8 bytes (MQTT allows 65,535).
 MAX_KEY_TOPIC = 32_768
@@ -84,6 +89,14 @@ class Topics:
     def inbox_of(self, node_id: str) -> str:
         """Return the inbox topic of ``node_id``."""
         return self.inbox_prefix + level(node_id)
+
+    def queue(self, key: str) -> str:
+        """Return the topic the sends and requests of interest key ``key`` go to."""
+        return self.prefix + "q/" + self.key(key)[len(self.prefix):]
+
+    def shared(self, key: str) -> str:
+        """Return the shared subscription of ``key``'s queue topic (one consumer gets each message)."""
+        return SHARE + self.queue(key)
 
     def key(self, key: str) -> str:
         """Return the topic of interest key ``key``."""

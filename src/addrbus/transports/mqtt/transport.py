@@ -51,6 +51,8 @@ class MqttTransport(Transport):
     knows_listeners = False
     # A topic per interest key (.topics): the broker delivers a publish only to its consumers.
     routes_by_interest = True
+    # A shared subscription per interest key (.topics): the broker picks the consumer of a send.
+    routes_sends = True
     passes_objects = False
 
     def __init__(self, url: str) -> None:
@@ -63,6 +65,7 @@ class MqttTransport(Transport):
         self._session: Session | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._wanted: set[str] = set()  # interest topics this node subscribes to
+        self._shared: set[str] = set()  # their shared subscriptions (sends and requests)
         self._closed = "not started"
         self._reconnects = 0
         self._sent = 0
@@ -86,6 +89,7 @@ class MqttTransport(Transport):
             "delivery_unknown": self._unknown,
             "pending": self._in_flight,
             "interest_subscriptions": len(self._wanted),
+            "shared_subscriptions": len(self._shared),
         }
 
     async def start(self, node_id: str, namespace: str, on_frame: FrameHandler) -> None:
@@ -147,19 +151,38 @@ class MqttTransport(Transport):
 
         :raises TransportError: if the broker refused or did not answer in time (they stay wanted).
         """
-        topics = [t for t in dict.fromkeys(map(self._topics.key, keys)) if t not in self._wanted]
+        keys = list(dict.fromkeys(keys))
+        topics = [t for t in map(self._topics.key, keys) if t not in self._wanted]
+        shared = [t for t in map(self._topics.shared, keys) if t not in self._shared]
         self._wanted.update(topics)
+        self._shared.update(shared)
         session = self._session
-        if topics and session is not None:
-            await session.subscribe(topics, no_local=True, timeout=self._opts.timeout)
+        if session is not None:
+            if topics:
+                await session.subscribe(topics, no_local=True, timeout=self._opts.timeout)
+            if shared:  # No Local is a protocol error on a shared subscription
+                await session.subscribe(shared, no_local=False, timeout=self._opts.timeout)
 
     async def unsubscribe(self, keys: Collection[str]) -> None:
         """Unsubscribe from the topics of ``keys``; never raises."""
-        topics = [t for t in dict.fromkeys(map(self._topics.key, keys)) if t in self._wanted]
+        keys = list(dict.fromkeys(keys))
+        topics = [t for t in map(self._topics.key, keys) if t in self._wanted]
+        topics += [t for t in map(self._topics.shared, keys) if t in self._shared]
         self._wanted.difference_update(topics)
+        self._shared.difference_update(topics)
         session = self._session
         if topics and session is not None:
             await session.unsubscribe(topics, self._opts.timeout)
+
+    async def send_any(self, key: str, frame: Any, *, reply: str | None = None,
+                       timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Publish ``frame`` on ``key``'s queue topic: the broker hands it to one shared subscriber.
+
+        MQTT has no no-responders status, so ``reply`` is not used: a request
+        nobody takes ends at its deadline (the bus's table says ``NoHandlers``
+        first whenever it knows).
+        """
+        await self._send(self._topics.queue(key), frame, timeout)
 
     # -- inside ----------------------------------------------------------------------
 
@@ -223,13 +246,16 @@ class MqttTransport(Transport):
             # subscribe()/unsubscribe() calls made meanwhile only changed _wanted: catch up.
             for _ in range(MAX_CATCH_UP):
                 more = self._wanted - session.subscribed
-                fewer = session.subscribed - self._wanted - fixed
-                if not more and not fewer:
+                more_shared = self._shared - session.subscribed
+                fewer = session.subscribed - self._wanted - self._shared - fixed
+                if not more and not more_shared and not fewer:
                     break
                 if fewer:
                     await session.unsubscribe(sorted(fewer), timeout)
                 if more:
                     await session.subscribe(sorted(more), no_local=True, timeout=timeout)
+                if more_shared:
+                    await session.subscribe(sorted(more_shared), no_local=False, timeout=timeout)
         except BaseException:
             await session.close()
             raise
