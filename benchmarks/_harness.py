@@ -160,3 +160,83 @@ class RedisServer:
         self.proc.kill()
         self.proc.wait(10)
         shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def say(**fields: Any) -> None:
+    """Tell the parent one JSON line (the child's side of :class:`Child`)."""
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+async def serve_commands(counts: dict[str, int], last: dict[str, float], profiler: Profiler | None = None,
+                         drops: Any = None, ready: dict[str, Any] | None = None) -> None:
+    """Answer the parent's commands on stdin until ``quit`` (the child's side of :class:`Child`).
+
+    ``profile on|off``, ``cpu``, ``reset``, and ``expect bus|raw N``: wait until
+    ``counts[which]`` reaches N, or nothing arrived for half a second, then say
+    the count, the last arrival and ``drops(which)``.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    say(**(ready or {"ready": True}))
+    for _ in range(1000):  # bounded: a run sends a dozen commands
+        command, *args = (await asyncio.wait_for(reader.readline(), 600)).decode().split() or ["quit"]
+        if command == "quit":
+            break
+        if command == "profile" and profiler is not None:
+            profiler.switch(args[0] == "on")
+        elif command == "cpu":
+            say(cpu=time.process_time())
+        elif command == "reset":
+            counts.update(bus=0, raw=0)
+        elif command == "expect":
+            which, want = args[0], int(args[1])
+            for _ in range(200):
+                seen = counts[which]
+                if seen >= want:
+                    break
+                await asyncio.sleep(0.5)  # a pause in arrivals ends the wait: the parent's sends are done
+                if counts[which] == seen:
+                    break
+            say(count=counts[which], last=last[which], drops={} if drops is None else drops(which))
+        say(ok=True)
+
+
+class Phases:
+    """Run a benchmark's phases, noting the CPU time each process spent per message.
+
+    With ``profile`` ``"child"`` or ``"parent"``, that side's profiler runs during
+    the bus's phases only.
+    """
+
+    def __init__(self, kid: Child, profile: str | None = None, profiler: Profiler | None = None) -> None:
+        self.kid, self.profile, self.profiler = kid, profile, profiler
+        self.cpu: dict[str, tuple[float, float]] = {}  # phase -> CPU microseconds per message (parent, child)
+
+    async def _profiling(self, on: bool) -> None:
+        if self.profile == "child":
+            await self.kid.command("profile", "on" if on else "off")
+        elif self.profile == "parent" and self.profiler is not None:
+            self.profiler.switch(on)
+
+    async def run(self, name: str, count: int, run: Any, bus_side: bool = False) -> Any:
+        """Run ``run()`` as the phase ``name`` of ``count`` messages; return what it returned."""
+        if bus_side:
+            await self._profiling(True)
+        child_cpu = (await self.kid.command("cpu"))["cpu"]
+        own_cpu = time.process_time()
+        result = await run()
+        own_cpu = time.process_time() - own_cpu
+        child_cpu = (await self.kid.command("cpu"))["cpu"] - child_cpu
+        if bus_side:
+            await self._profiling(False)
+        self.cpu[name] = (own_cpu / count * 1e6, child_cpu / count * 1e6)
+        return result
+
+    def print_cpu(self, kinds: tuple[str, ...] = ("ping-pong", "50 concurrent", "one-way")) -> None:
+        """Print each kind's CPU per message, raw beside the bus."""
+        print("CPU per message (us), this process / the child:")
+        for kind in kinds:
+            (raw_p, raw_c), (bus_p, bus_c) = self.cpu[f"{kind} raw"], self.cpu[f"{kind} bus"]
+            print(f"  {kind:<14} raw {raw_p:6.1f} / {raw_c:6.1f}   addrbus {bus_p:6.1f} / {bus_c:6.1f}")

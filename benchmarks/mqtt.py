@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import socket
@@ -43,7 +42,7 @@ from typing import Any
 
 import aiomqtt
 import paho.mqtt
-from _harness import Child, Profiler, concurrently, timed  # benchmarks/_harness.py
+from _harness import Child, Phases, Profiler, concurrently, serve_commands, timed  # benchmarks/_harness.py
 
 from addrbus import EventBus
 from addrbus._wire.bodies import encode_body
@@ -149,36 +148,8 @@ async def child(url: str, port: int, ns: str, profiler_kind: str) -> None:
 
     loop = asyncio.get_running_loop()
     listener = loop.create_task(raw_listener())
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(**fields: Any) -> None:
-        sys.stdout.write(json.dumps(fields) + "\n")
-        sys.stdout.flush()
-
     async with bus:
-        say(ready=True)
-        for _ in range(1000):  # bounded: a run sends a dozen commands
-            command, *args = (await asyncio.wait_for(reader.readline(), 600)).decode().split() or ["quit"]
-            if command == "quit":
-                break
-            if command == "profile":
-                profiler.switch(args[0] == "on")
-            elif command == "cpu":
-                say(cpu=time.process_time())
-            elif command == "reset":
-                counts.update(bus=0, raw=0)
-            elif command == "expect":  # wait for N, or until nothing arrived for half a second
-                which, want = args[0], int(args[1])
-                for _ in range(200):
-                    seen = counts[which]
-                    if seen >= want:
-                        break
-                    await asyncio.sleep(0.5)
-                    if counts[which] == seen:
-                        break
-                say(count=counts[which], last=last[which])
-            say(ok=True)
+        await serve_commands(counts, last, profiler)
     listener.cancel()
     await asyncio.gather(listener, return_exceptions=True)
     await client.__aexit__(None, None, None)
@@ -244,26 +215,8 @@ async def parent(server: Mosquitto, quick: bool, profile: str | None, profiler_k
     kid = Child(process, read_timeout=180)
     profiler = Profiler(profiler_kind)
 
-    async def bus_phase(on: bool) -> None:
-        if profile == "child":
-            await kid.command("profile", "on" if on else "off")
-        elif profile == "parent":
-            profiler.switch(on)
-
-    cpu: dict[str, tuple[float, float]] = {}  # phase -> CPU microseconds per message (parent, child)
-
-    async def phase(name: str, count: int, run: Any, bus_side: bool) -> Any:
-        if bus_side:
-            await bus_phase(True)
-        child_cpu = (await kid.command("cpu"))["cpu"]
-        own_cpu = time.process_time()
-        result = await run()
-        own_cpu = time.process_time() - own_cpu
-        child_cpu = (await kid.command("cpu"))["cpu"] - child_cpu
-        if bus_side:
-            await bus_phase(False)
-        cpu[name] = (own_cpu / count * 1e6, child_cpu / count * 1e6)
-        return result
+    phases = Phases(kid, profile, profiler)
+    phase = phases.run
 
     size = frame_size("pub", BODY, ns)
     try:
@@ -336,10 +289,7 @@ async def parent(server: Mosquitto, quick: bool, profile: str | None, profiler_k
         missed += met is False
         ratio_text = "" if ratio is None else f"{ratio:.2f}x"
         print(f"{name:<32} {raw_v:>10,.1f} {bus_v:>10,.1f} {ratio_text:>7} {goal:>9} {verdict}")
-    print("CPU per message (us), this process / the child:")
-    for kind in ("ping-pong", "50 concurrent", "one-way"):
-        (raw_p, raw_c), (bus_p, bus_c) = cpu[f"{kind} raw"], cpu[f"{kind} bus"]
-        print(f"  {kind:<14} raw {raw_p:6.1f} / {raw_c:6.1f}   addrbus {bus_p:6.1f} / {bus_c:6.1f}")
+    phases.print_cpu()
     print("command: scripts/in-netns .venv/bin/python benchmarks/mqtt.py" + (" --quick" if quick else ""))
     return missed
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import socket
@@ -37,7 +36,7 @@ import sys
 import time
 from typing import Any
 
-from _harness import Child, Profiler, concurrently, timed  # benchmarks/_harness.py
+from _harness import Child, Phases, Profiler, concurrently, serve_commands, timed  # benchmarks/_harness.py
 
 from addrbus import EventBus
 from addrbus._wire.bodies import encode_body
@@ -119,40 +118,10 @@ async def child(url: str, ns: str, raw_group: str, raw_port: int, profiler_kind:
 
     loop.add_reader(echo_sock.fileno(), drain, echo_sock, lambda data, addr: echo_sock.sendto(data, addr))
     loop.add_reader(sink_sock.fileno(), drain, sink_sock, on_raw)
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(**fields: Any) -> None:
-        sys.stdout.write(json.dumps(fields) + "\n")
-        sys.stdout.flush()
-
     async with bus:
-        say(echo_port=echo_sock.getsockname()[1])
-        for _ in range(1000):  # bounded: a run sends a dozen commands
-            command, *args = (await asyncio.wait_for(reader.readline(), 600)).decode().split() or ["quit"]
-            if command == "quit":
-                break
-            if command == "profile":
-                profiler.switch(args[0] == "on")
-            elif command == "cpu":
-                say(cpu=time.process_time())
-            elif command == "reset":
-                counts.update(bus=0, raw=0)
-            elif command == "expect":  # wait for N, or until nothing arrived for half a second
-                which, want = args[0], int(args[1])
-                for _ in range(100):
-                    seen = counts[which]
-                    if seen >= want:
-                        break
-                    await asyncio.sleep(0.5)
-                    if counts[which] == seen:
-                        break
-                if which == "bus":
-                    drops = {k: v for k, v in bus.stats().items() if "drop" in k and v}
-                else:
-                    drops = {"kernel_drops": kernel_drops(sink_sock)}
-                say(count=counts[which], last=last[which], drops=drops)
-            say(ok=True)
+        await serve_commands(counts, last, profiler, lambda which: (
+            {k: v for k, v in bus.stats().items() if "drop" in k and v} if which == "bus"
+            else {"kernel_drops": kernel_drops(sink_sock)}), ready={"echo_port": echo_sock.getsockname()[1]})
     for sock in (echo_sock, sink_sock):
         loop.remove_reader(sock.fileno())
         sock.close()
@@ -233,27 +202,8 @@ async def parent(quick: bool, profile: str | None, profiler_kind: str) -> int:
     kid = Child(process)
     profiler = Profiler(profiler_kind)
 
-    async def bus_phase(on: bool) -> None:
-        if profile == "child":
-            await kid.command("profile", "on" if on else "off")
-        elif profile == "parent":
-            profiler.switch(on)
-
-    cpu: dict[str, tuple[float, float]] = {}  # phase -> CPU microseconds per message (parent, child)
-
-    async def phase(name: str, count: int, run: Any, bus_side: bool) -> Any:
-        """Run one phase, noting each process's CPU time per message."""
-        if bus_side:
-            await bus_phase(True)
-        child_cpu = (await kid.command("cpu"))["cpu"]
-        own_cpu = time.process_time()
-        result = await run()
-        own_cpu = time.process_time() - own_cpu
-        child_cpu = (await kid.command("cpu"))["cpu"] - child_cpu
-        if bus_side:
-            await bus_phase(False)
-        cpu[name] = (own_cpu / count * 1e6, child_cpu / count * 1e6)
-        return result
+    phases = Phases(kid, profile, profiler)
+    phase = phases.run
 
     try:
         hello = await kid.read()
@@ -322,10 +272,7 @@ async def parent(quick: bool, profile: str | None, profiler_kind: str) -> int:
         missed += met is False
         ratio_text = "" if ratio is None else f"{ratio:.2f}x"
         print(f"{name:<32} {raw_v:>10,.1f} {bus_v:>10,.1f} {ratio_text:>7} {target:>8} {verdict}")
-    print("CPU per message (us), this process / the child:")
-    for kind in ("ping-pong", "50 concurrent", "one-way"):
-        (raw_p, raw_c), (bus_p, bus_c) = cpu[f"{kind} raw"], cpu[f"{kind} bus"]
-        print(f"  {kind:<14} raw {raw_p:6.1f} / {raw_c:6.1f}   addrbus {bus_p:6.1f} / {bus_c:6.1f}")
+    phases.print_cpu()
     print(f"bus drops: sender {({k: v for k, v in sender_stats.items() if 'drop' in k and v})},"
           f" receiver {bus_got['drops']}; raw receiver {raw_got['drops']}")
     return missed

@@ -43,7 +43,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import nats  # noqa: E402
-from _harness import Child, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
+from _harness import Child, Phases, concurrently, serve_commands, timed  # noqa: E402 (benchmarks/_harness.py)
 
 from addrbus import EventBus  # noqa: E402
 
@@ -115,33 +115,8 @@ async def child(url: str, ns: str) -> None:
     await nc.subscribe("raw.req", cb=answer)
     await nc.subscribe("raw.sink", cb=raw_sink, pending_msgs_limit=10_000_000, pending_bytes_limit=-1)
     await nc.flush()
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(**fields: Any) -> None:
-        sys.stdout.write(json.dumps(fields) + "\n")
-        sys.stdout.flush()
-
     async with bus:
-        say(ready=True)
-        for _ in range(1000):  # bounded: a run sends a dozen commands
-            command, *args = (await asyncio.wait_for(reader.readline(), 600)).decode().split() or ["quit"]
-            if command == "quit":
-                break
-            if command == "cpu":
-                say(cpu=time.process_time())
-            elif command == "expect":  # wait for N, or until nothing arrived for half a second
-                which, want = args[0], int(args[1])
-                for _ in range(200):
-                    seen = counts[which]
-                    if seen >= want:
-                        break
-                    await asyncio.sleep(0.5)
-                    if counts[which] == seen:
-                        break
-                say(count=counts[which], last=last[which])
-            say(ok=True)
+        await serve_commands(counts, last)
     await nc.close()
 
 
@@ -152,16 +127,8 @@ async def parent(url: str, version: str, quick: bool) -> int:
         sys.executable, __file__, "--child", url, ns, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     kid = Child(process, read_timeout=120)
-    cpu: dict[str, tuple[float, float]] = {}
-
-    async def phase(name: str, count: int, run: Any) -> Any:
-        child_cpu = (await kid.command("cpu"))["cpu"]
-        own_cpu = time.process_time()
-        result = await run()
-        own_cpu = time.process_time() - own_cpu
-        child_cpu = (await kid.command("cpu"))["cpu"] - child_cpu
-        cpu[name] = (own_cpu / count * 1e6, child_cpu / count * 1e6)
-        return result
+    phases = Phases(kid)
+    phase = phases.run
 
     try:
         await kid.read()
@@ -235,10 +202,7 @@ async def parent(url: str, version: str, quick: bool) -> int:
             goal, verdict = f"= {n_oneway:,}", "ok" if met else "SHORT"
             missed += not met
         print(f"{name:<32} {raw_v:>10,.1f} {bus_v:>10,.1f} {bus_v / raw_v:>6.2f}x {goal:>9} {verdict}")
-    print("CPU per message (us), this process / the child:")
-    for kind in ("ping-pong", "50 concurrent", "one-way"):
-        (raw_p, raw_c), (bus_p, bus_c) = cpu[f"{kind} raw"], cpu[f"{kind} bus"]
-        print(f"  {kind:<14} raw {raw_p:6.1f} / {raw_c:6.1f}   addrbus {bus_p:6.1f} / {bus_c:6.1f}")
+    phases.print_cpu()
     return missed
 
 

@@ -39,14 +39,13 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-from _harness import Child, Profiler, RedisServer, concurrently, timed  # noqa: E402 (benchmarks/_harness.py)
+from _harness import Child, Phases, Profiler, RedisServer, concurrently, serve_commands, timed  # noqa: E402 (benchmarks/_harness.py)
 
 from addrbus import EventBus  # noqa: E402
 from addrbus._wire.bodies import encode_body  # noqa: E402
@@ -117,37 +116,9 @@ async def child(url: str, ns: str, profiler_kind: str) -> None:
 
     loop = asyncio.get_running_loop()
     listener = loop.create_task(raw_listener())
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(**fields: Any) -> None:
-        sys.stdout.write(json.dumps(fields) + "\n")
-        sys.stdout.flush()
-
     async with bus:
-        say(ready=True)
-        for _ in range(1000):  # bounded: a run sends a dozen commands
-            command, *args = (await asyncio.wait_for(reader.readline(), 600)).decode().split() or ["quit"]
-            if command == "quit":
-                break
-            if command == "profile":
-                profiler.switch(args[0] == "on")
-            elif command == "cpu":
-                say(cpu=time.process_time())
-            elif command == "reset":
-                counts.update(bus=0, raw=0)
-            elif command == "expect":  # wait for N, or until nothing arrived for half a second
-                which, want = args[0], int(args[1])
-                for _ in range(200):
-                    seen = counts[which]
-                    if seen >= want:
-                        break
-                    await asyncio.sleep(0.5)
-                    if counts[which] == seen:
-                        break
-                drops = {k: v for k, v in bus.stats().items() if "drop" in k and v} if which == "bus" else {}
-                say(count=counts[which], last=last[which], drops=drops)
-            say(ok=True)
+        await serve_commands(counts, last, profiler, lambda which: (
+            {k: v for k, v in bus.stats().items() if "drop" in k and v} if which == "bus" else {}))
     listener.cancel()
     await asyncio.gather(listener, return_exceptions=True)
     await pubsub.aclose()
@@ -225,27 +196,8 @@ async def parent(url: str, version: str, quick: bool, profile: str | None, profi
     kid = Child(process, read_timeout=120)
     profiler = Profiler(profiler_kind)
 
-    async def bus_phase(on: bool) -> None:
-        if profile == "child":
-            await kid.command("profile", "on" if on else "off")
-        elif profile == "parent":
-            profiler.switch(on)
-
-    cpu: dict[str, tuple[float, float]] = {}  # phase -> CPU microseconds per message (parent, child)
-
-    async def phase(name: str, count: int, run: Any, bus_side: bool) -> Any:
-        """Run one phase, noting each process's CPU time per message."""
-        if bus_side:
-            await bus_phase(True)
-        child_cpu = (await kid.command("cpu"))["cpu"]
-        own_cpu = time.process_time()
-        result = await run()
-        own_cpu = time.process_time() - own_cpu
-        child_cpu = (await kid.command("cpu"))["cpu"] - child_cpu
-        if bus_side:
-            await bus_phase(False)
-        cpu[name] = (own_cpu / count * 1e6, child_cpu / count * 1e6)
-        return result
+    phases = Phases(kid, profile, profiler)
+    phase = phases.run
 
     size = frame_size("pub", BODY, ns)
     try:
@@ -319,10 +271,7 @@ async def parent(url: str, version: str, quick: bool, profile: str | None, profi
         missed += met is False
         ratio_text = "" if ratio is None else f"{ratio:.2f}x"
         print(f"{name:<32} {raw_v:>10,.1f} {bus_v:>10,.1f} {ratio_text:>7} {goal:>9} {verdict}")
-    print("CPU per message (us), this process / the child:")
-    for kind in ("ping-pong", "50 concurrent", "one-way"):
-        (raw_p, raw_c), (bus_p, bus_c) = cpu[f"{kind} raw"], cpu[f"{kind} bus"]
-        print(f"  {kind:<14} raw {raw_p:6.1f} / {raw_c:6.1f}   addrbus {bus_p:6.1f} / {bus_c:6.1f}")
+    phases.print_cpu()
     print(f"bus drops: sender {({k: v for k, v in sender_stats.items() if 'drop' in k and v})},"
           f" receiver {bus_got['drops']}")
     return missed
