@@ -48,3 +48,15 @@ def to_bool(raw: str) -> bool:
     if value in {"0", "false", "no", "off"}:
         return False
     raise ValueError(f"expected a boolean (1/0, true/false), got {raw!r}")
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """Return a converter of a URL argument to a positive (and finite) ``kind``."""
+
+    def convert(raw: str) -> float:
+        value = kind(raw)
+        if not 0 < value < float("inf"):
+            raise ValueError(f"expected a positive number, got {raw!r}")
+        return value
+
+    return convert

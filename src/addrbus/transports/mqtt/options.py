@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from ..._exceptions import ConfigError
-from .._urls import parse_query, redact, to_bool
+from .._urls import parse_query, positive, redact, to_bool
 
 #: MQTT's own limit on a packet's "remaining length" (256 MiB - 1): header, topic, properties and payload.
 MQTT_MAX_PACKET = 268_435_455
@@ -19,16 +19,6 @@ DEFAULT_MAX_FRAME = 8 * 2**20
 no ``max_packet_size``), but each frame is copied to every subscriber's socket
 while others wait behind it; 8 MiB matches redis://. Raise it up to
 :data:`MQTT_MAX_PACKET` minus :data:`PACKET_OVERHEAD`."""
-
-
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def convert(raw: str) -> float:
-        value = kind(raw)
-        if not value > 0:
-            raise ValueError(f"expected a positive number, got {raw!r}")
-        return value
-
-    return convert
 
 
 def _qos(raw: str) -> int:
@@ -54,10 +44,10 @@ def _client_id(raw: str) -> str:
 TRANSPORT_ARGS: dict[str, Callable[[str], object]] = {
     "qos": _qos,
     "client_id": _client_id,
-    "timeout": _positive(float),
-    "connect_timeout": _positive(float),
-    "keepalive": _positive(int),
-    "max_pending": _positive(int),
+    "timeout": positive(float),
+    "connect_timeout": positive(float),
+    "keepalive": positive(int),
+    "max_pending": positive(int),
     "max_frame_size": _frame_size,
 }
 

@@ -15,17 +15,10 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from ..._exceptions import ConfigError
-from .._urls import parse_query
+from .._urls import parse_query, positive
 
 DEFAULT_PORT = 4222
 _HOST_PORT = re.compile(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]/@,]+)(?::(\d{1,5}))?")
-
-
-def _positive(raw: str) -> float:
-    value = float(raw)
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"expected a positive number, got {raw!r}")
-    return value
 
 
 def _name(raw: str) -> str:
@@ -39,8 +32,8 @@ ARGS: dict[str, Callable[[str], object]] = {
     "token": str,
     "creds": str,
     "name": _name,
-    "connect_timeout": _positive,
-    "timeout": _positive,
+    "connect_timeout": positive(float),
+    "timeout": positive(float),
     "ca_certs": str,
     "certfile": str,
     "keyfile": str,

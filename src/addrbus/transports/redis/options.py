@@ -8,21 +8,11 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..._exceptions import ConfigError
-from .._urls import parse_query, redact, to_bool
+from .._urls import parse_query, positive, redact, to_bool
 
 DEFAULT_MAX_FRAME = 8 * 2**20
 """Redis' default pub/sub output-buffer limit is 32 MiB hard / 8 MiB for 60 s: a
 subscriber sent much more than this at once is disconnected by the server."""
-
-
-def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
-    def convert(raw: str) -> float:
-        value = kind(raw)
-        if not value > 0:
-            raise ValueError(f"expected a positive number, got {raw!r}")
-        return value
-
-    return convert
 
 
 def _non_negative(raw: str) -> float:
@@ -40,11 +30,11 @@ def _cert_reqs(raw: str) -> str:
 
 #: Query arguments of the transport itself.
 TRANSPORT_ARGS: dict[str, Callable[[str], object]] = {
-    "heartbeat": _positive(float),
-    "connect_timeout": _positive(float),
-    "timeout": _positive(float),
-    "max_pending": _positive(int),
-    "max_frame_size": _positive(int),
+    "heartbeat": positive(float),
+    "connect_timeout": positive(float),
+    "timeout": positive(float),
+    "max_pending": positive(int),
+    "max_frame_size": positive(int),
     "stall_timeout": _non_negative,
     "db": int,
 }
