@@ -243,7 +243,9 @@ async def test_a_killed_consumer_process_fails_its_requests_fast(fault_redis: Re
         noticed = now() - killed
         gone, gone_took = await timed(bus.request(first, 100, timeout=timeout))
         assert bus.stats()["pending_requests"] == 0
-    assert fresh == "RecipientGone" and fresh_took < 0.1, (fresh, fresh_took)
+    # The first to meet the dead inbox tells: this request (RecipientGone), or, when the ring's
+    # ping got there first, the table already has no handler (NoHandlers). Either comes at once.
+    assert fresh in ("RecipientGone", "NoHandlers") and fresh_took < 0.1, (fresh, fresh_took)
     assert all(outcome == "RecipientGone" for outcome, _ in owed_second + owed_first), owed_second + owed_first
     assert noticed < 2.0, f"the requests it owed resolved {noticed:.2f} s after the kill (timeout {timeout} s)"
     assert gone == "NoHandlers" and gone_took < 0.1

@@ -31,6 +31,7 @@ from addrbus._wire.sealing import Sealer
 from addrbus.transports import udp
 from addrbus.transports.memory import MemoryHub, _hubs
 from addrbus.transports.nats import subjects as nats_subjects
+from addrbus.transports.nats.transport import _confirmed as confirmed
 from addrbus.transports.redis import wire as redis_wire
 from tests.conftest import unique
 from tests.fixtures_nats import NatsServer
@@ -414,7 +415,7 @@ class NatsNet(Net):
             seen.put_nowait(msg)
 
         sub = await client.subscribe("addrbus.>", cb=keep)
-        await client.flush()
+        await confirmed(client, WAIT)  # flush() alone can return before the server has the SUB
         end = "addrbus.~capture-end." + random.randbytes(8).hex()
         try:
             yield cap
