@@ -100,35 +100,68 @@ class Child:
         return reply
 
 
-class RedisServer:
-    """A private redis-server on a free loopback port, spoken to over a plain socket.
+class PrivateServer:
+    """A private server process on a free loopback port, never a shared one; ready once ``probe()`` succeeds.
+
+    A subclass names its program in ``program``, builds its command line in
+    :meth:`command` (with :attr:`port` and the scratch directory :attr:`tmp`)
+    and says in :meth:`probe` whether it answers, raising ``OSError`` until then.
+    """
+
+    program = ""
+
+    def __init__(self) -> None:
+        path = shutil.which(self.program) or shutil.which(self.program, path="/usr/sbin:/usr/bin")
+        if path is None:
+            raise SystemExit(f"{self.program} is not installed (apt-get install {self.program})")
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self.path = path
+        self.tmp = tempfile.mkdtemp(prefix="addrbus-bench-")
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.probe()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise
+                time.sleep(0.01)  # a bounded poll while the server binds its port
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def probe(self) -> None:
+        """Return once the server answers; raise ``OSError`` while it does not."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+            pass
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class RedisServer(PrivateServer):
+    """A private redis-server, spoken to over a plain socket.
 
     No redis-py here: ``benchmarks/redis.py`` shadows the package when this
     directory leads ``sys.path``.
     """
 
-    def __init__(self) -> None:
-        path = shutil.which("redis-server")
-        if path is None:
-            raise SystemExit("redis-server is not on PATH")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self._tmp = tempfile.mkdtemp(prefix="addrbus-bench-")
-        self.proc = subprocess.Popen(
-            [path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._tmp, "--protected-mode", "no", "--loglevel", "warning", "--maxclients", "10000"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.version = self.info("server")["redis_version"]
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.01)  # a bounded poll while the server binds its port
+    program = "redis-server"
+
+    def command(self) -> list[str]:
+        return [self.path, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.tmp, "--protected-mode", "no", "--loglevel", "warning", "--maxclients", "10000"]
+
+    def probe(self) -> None:
+        self.version = self.info("server")["redis_version"]
 
     @property
     def url(self) -> str:
@@ -155,11 +188,6 @@ class RedisServer:
                 rest += chunk
         lines = rest[:size].decode().splitlines()
         return dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith("#"))
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def say(**fields: Any) -> None:

@@ -30,19 +30,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import paho.mqtt
-from _harness import Child, Phases, Profiler, concurrently, serve_commands, timed  # benchmarks/_harness.py
+from _harness import (  # benchmarks/_harness.py
+    Child,
+    Phases,
+    PrivateServer,
+    Profiler,
+    concurrently,
+    serve_commands,
+    timed,
+)
 
 from addrbus import EventBus
 from addrbus._wire.bodies import encode_body
@@ -66,42 +71,23 @@ def frame_size(kind: str, body: Any, ns: str) -> int:
     return len(encode_frame(env, encode_body(body)))
 
 
-class Mosquitto:
-    """A private mosquitto on a free loopback port."""
+class Mosquitto(PrivateServer):
+    """A private mosquitto, with room for a burst to a slow subscriber (its default queues 1,000)."""
 
-    def __init__(self) -> None:
-        path = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not os.path.exists(path):
-            raise SystemExit("mosquitto is not installed (apt-get install mosquitto)")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self._tmp = Path(tempfile.mkdtemp(prefix="addrbus-bench-"))
-        conf = self._tmp / "mosquitto.conf"
+    program = "mosquitto"
+
+    def command(self) -> list[str]:
+        conf = Path(self.tmp) / "mosquitto.conf"
         conf.write_text("\n".join([
             f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
             "max_queued_messages 1000000", "log_dest none", *(["user root"] if os.geteuid() == 0 else []),
         ]) + "\n")
-        self.version = subprocess.run([path, "-h"], capture_output=True, text=True).stdout.split("\n")[0]
-        self.proc = subprocess.Popen([path, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.01)  # a bounded poll while mosquitto binds its port
+        self.version = subprocess.run([self.path, "-h"], capture_output=True, text=True).stdout.split("\n")[0]
+        return [self.path, "-c", str(conf)]
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 def raw_client(port: int) -> aiomqtt.Client:

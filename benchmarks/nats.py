@@ -34,16 +34,13 @@ import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import importlib.metadata  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
 import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import nats  # noqa: E402
-from _harness import Child, Phases, concurrently, serve_commands, timed  # noqa: E402 (benchmarks/_harness.py)
+from _harness import Child, Phases, PrivateServer, concurrently, serve_commands, timed  # noqa: E402 (benchmarks/_harness.py)
 
 from addrbus import EventBus  # noqa: E402
 
@@ -53,40 +50,24 @@ SENDERS = 100
 TARGETS = {"ping-pong": 0.8, "50 concurrent": 1.0, "one-way": 0.6}  # bus / raw, at least
 
 
-class Server:
-    """A private nats-server on a free loopback port."""
+class Server(PrivateServer):
+    """A private nats-server."""
 
-    def __init__(self) -> None:
-        path = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/bin")
-        if path is None:
-            raise SystemExit("nats-server is not on PATH")
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
-        self._tmp = tempfile.mkdtemp(prefix="addrbus-bench-")
-        self.proc = subprocess.Popen([path, "-a", "127.0.0.1", "-p", str(self.port)],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                    info = sock.recv(4096)
-                    if info.startswith(b"INFO"):
-                        self.version = json.loads(info[5:].split(b"\r\n")[0])["version"]
-                        return
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise
-                time.sleep(0.01)  # a bounded poll while the server binds its port
+    program = "nats-server"
+
+    def command(self) -> list[str]:
+        return [self.path, "-a", "127.0.0.1", "-p", str(self.port)]
+
+    def probe(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            info = sock.recv(4096)
+        if not info.startswith(b"INFO"):
+            raise OSError("no INFO yet")
+        self.version = json.loads(info[5:].split(b"\r\n")[0])["version"]
 
     @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        shutil.rmtree(self._tmp, ignore_errors=True)
 
 
 async def child(url: str, ns: str) -> None:
