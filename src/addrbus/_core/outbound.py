@@ -73,6 +73,7 @@ class Outbound:
         self._node = node
         self._router = router
         self._wire = wire
+        self._by_engine = wire.routes_sends  # read once: a bus's transport never changes
         self._pending = pending
         self._counters = counters
         self._node_gone = node_gone
@@ -146,7 +147,7 @@ class Outbound:
         self._counters.sent += 1
         msg_id = node.next_id()
         if isinstance(target, str):
-            if self._wire.routes_sends:  # the engine picks the node: one that died is never it
+            if self._by_engine:  # the engine picks the node: one that died is never it
                 env = make_envelope(kind="send", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=now(),
                                     hdr=hdrs)
                 await self._wire.send_any(env, body)
@@ -189,7 +190,7 @@ class Outbound:
         pending = self._pending
         t = now()
         if isinstance(target, str):
-            if self._wire.routes_sends:
+            if self._by_engine:
                 target = ANY_NODE  # the engine picks it; nobody can say which node owes the reply
             future = pending.add(cid, timeout, target, spec, addr)
             env = make_envelope(kind="req", ns=node.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
