@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 
@@ -260,3 +261,10 @@ async def test_nats_routes_around_a_consumer_that_crashed(nats_server: NatsServe
     finally:
         for bus in buses:
             await bus.stop()
+
+
+async def test_a_missing_tls_file_is_named_in_the_error(tmp_path: Any) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    transport = from_url(f"tls://127.0.0.1:4443?ca_certs={missing}&connect_timeout=1")
+    with pytest.raises(TransportError, match="ca_certs=.*no-such-ca.pem"):
+        await transport.start(new_node_id(), "ns", Inbox())

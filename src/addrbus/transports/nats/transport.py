@@ -135,6 +135,8 @@ class NatsTransport(Transport):
             await _confirmed(nc, opts.timeout)
         except Exception as exc:
             await self._close()
+            if isinstance(exc, TransportError):
+                raise
             if isinstance(exc, TimeoutError):
                 raise TransportError(f"cannot connect to {self.describe()}: no server answered within"
                                      f" {opts.connect_timeout} s (connect_timeout)") from None
@@ -146,9 +148,14 @@ class NatsTransport(Transport):
         opts = self._opts
         if not opts.tls:
             return None
-        context = ssl.create_default_context(cafile=opts.ca_certs)
-        if opts.certfile is not None:
-            context.load_cert_chain(opts.certfile, opts.keyfile)
+        try:
+            context = ssl.create_default_context(cafile=opts.ca_certs)
+            if opts.certfile is not None:
+                context.load_cert_chain(opts.certfile, opts.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            files = ", ".join(f"{name}={path}" for name, path in (("ca_certs", opts.ca_certs),
+                              ("certfile", opts.certfile), ("keyfile", opts.keyfile)) if path)
+            raise TransportError(f"cannot load the TLS files of {self.describe()} ({files}): {exc}") from None
         return context
 
     async def stop(self) -> None:
