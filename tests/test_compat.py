@@ -226,7 +226,9 @@ async def test_schedule_runs_fractional_every() -> None:
     await runs.holding(3)
     await autobus.stop()
     gaps = [b - a for a, b in zip(runs, runs[1:], strict=False)]
-    assert 0.05 < min(gaps) < 0.9, gaps  # not rounded to whole seconds, nor to zero
+    # Not rounded to whole seconds, nor to zero. The mean, not each gap: a run the loaded
+    # machine started late is followed by one on time, a short gap that is not a fault.
+    assert 0.05 < sum(gaps) / len(gaps) < 0.9, gaps
 
 
 async def test_start_with_another_url_while_running_is_an_error() -> None:
