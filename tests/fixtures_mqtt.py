@@ -24,7 +24,6 @@ from tests.fixtures_redis import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd")
-SHARED_PORT = 1883
 
 
 class Mosquitto:
@@ -34,17 +33,11 @@ class Mosquitto:
                  extra: str = "") -> None:
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
-        self.port = self._port()
-        self.tls_port = self._port() if tls else None
+        self.port = free_port()
+        self.tls_port = free_port() if tls else None
         self.user, self.password, self.extra = user, password, extra
         self.dir = Path(tempfile.mkdtemp(prefix="addrbus-mosquitto-"))
         self.proc: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def _port() -> int:
-        while (port := free_port()) == SHARED_PORT:
-            pass
-        return port
 
     @property
     def url(self) -> str:
@@ -113,7 +106,11 @@ class Mosquitto:
         with open(self.dir / "stderr.log", "ab") as stderr:
             self.proc = subprocess.Popen([str(MOSQUITTO), "-c", str(conf)], stdin=subprocess.DEVNULL,
                                          stdout=subprocess.DEVNULL, stderr=stderr)
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Poll the port until mosquitto listens, for at most ``timeout`` s."""

@@ -22,14 +22,6 @@ import pytest
 from tests.fixtures_redis import free_port
 
 NATS_SERVER = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/bin")
-_SHARED_PORT = 4222
-
-
-def _port() -> int:
-    while True:
-        port = free_port()
-        if port != _SHARED_PORT:
-            return port
 
 
 class NatsServer:
@@ -38,7 +30,7 @@ class NatsServer:
     def __init__(self, *extra_args: str, cluster_port: int | None = None, routes: list[int] | None = None) -> None:
         if NATS_SERVER is None:
             raise RuntimeError("nats-server is not on PATH (apt-get install nats-server)")
-        self.port = _port()
+        self.port = free_port()
         self.cluster_port = cluster_port
         self.routes = routes or []
         self.extra_args = extra_args
@@ -59,7 +51,11 @@ class NatsServer:
         log = open(self._tmp / "server.log", "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -112,17 +108,30 @@ class NatsCluster:
     """Three private servers routed to each other; ``url`` lists them all."""
 
     def __init__(self) -> None:
-        cluster_ports = [_port() for _ in range(3)]
-        self.servers = [NatsServer(cluster_port=port, routes=[p for p in cluster_ports if p != port])
-                        for port in cluster_ports]
+        self.servers = self._new_servers()
+
+    @staticmethod
+    def _new_servers() -> list[NatsServer]:
+        cluster_ports = [free_port() for _ in range(3)]
+        return [NatsServer(cluster_port=port, routes=[p for p in cluster_ports if p != port])
+                for port in cluster_ports]
 
     @property
     def url(self) -> str:
         return "nats://" + ",".join(f"127.0.0.1:{server.port}" for server in self.servers)
 
-    def start(self) -> None:
-        for server in self.servers:
-            server.start()
+    def start(self, attempts: int = 3) -> None:
+        """Start all three; if one cannot, stop the others and try again on fresh ports."""
+        for attempt in range(attempts):
+            try:
+                for server in self.servers:
+                    server.start()
+                return
+            except RuntimeError:
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+                self.servers = self._new_servers()
 
     def stop(self) -> None:
         for server in self.servers:
@@ -133,21 +142,27 @@ class NatsCluster:
 def nats_server_fixture() -> Iterator[NatsServer]:
     server = NatsServer()
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(name="fault_nats")
 def fault_nats_fixture() -> Iterator[NatsServer]:
     server = NatsServer()
     server.start()
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(name="nats_cluster")
 def nats_cluster_fixture() -> Iterator[NatsCluster]:
     cluster = NatsCluster()
     cluster.start()
-    yield cluster
-    cluster.stop()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -10,6 +10,7 @@ without its test arguments shadowing them.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,17 +25,44 @@ import pytest
 import redis
 
 REDIS_SERVER = shutil.which("redis-server")
-_SHARED_PORT = 6379
+
+
+# Ports the machine's shared servers use, which a test must never take.
+_SHARED_PORTS = frozenset({1883, 4222, 5672, 6222, 6379, 8222, 8883, 15672})
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
-    """Return a loopback TCP port that is free right now (never the shared 6379)."""
-    while True:
+    """Return a loopback TCP port that is free right now and stays ours.
+
+    The port is below the kernel's ephemeral range, so no outgoing client
+    connection can take it between this call and the server binding it (a port
+    from ``bind(0)`` can be, which once made a nats-server cluster route fail
+    with "address already in use"). It is never a shared server's port, nor one
+    this process handed out before.
+    """
+    high = min(_ephemeral_low(), 65536)
+    low = max(1024, high - 12000)
+    for _ in range(1000):
+        port = random.randrange(low, high)
+        if port in _SHARED_PORTS or port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != _SHARED_PORT:
-            return port
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free loopback port in {low}..{high - 1}")
 
 
 class RedisServer:
@@ -119,7 +147,11 @@ class RedisServer:
             ]  # fmt: skip
         args += list(self.extra_args)
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Poll with PING until the server accepts commands, for at most ``timeout`` s."""
