@@ -211,7 +211,9 @@ class Outbound:
         node, env, body = remote
         if node == ANY_NODE:
             try:
-                await self._wire.send_any(env, body, reply=env.cid)
+                # Within the request's own timeout: an engine that does not take the
+                # frame must not hold the caller past its deadline.
+                await self._wire.send_any(env, body, reply=env.cid, timeout=timeout)
             except DeliveryUnknown:
                 pass  # it may have gone out: the reply or the deadline resolves the request
             except TransportError:
@@ -225,11 +227,13 @@ class Outbound:
             if window is None:
                 window = self._windows[node] = asyncio.Semaphore(limit)
             if window.locked():
+                began = now()
                 try:
                     async with asyncio.timeout(timeout):
                         await window.acquire()
                 except TimeoutError:
                     return None  # never sent; the request's own timer fails it
+                timeout = max(timeout - (now() - began), 0.001)  # the send gets what is left
             else:
                 await window.acquire()  # free: returns at once
         try:

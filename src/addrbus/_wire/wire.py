@@ -80,9 +80,11 @@ class Wire:
         """Tell whether the transport's engine chooses the consumer of a send or request."""
         return self._transport.routes_sends
 
-    async def send_any(self, env: Envelope, body: Any, reply: str | None = None) -> None:
+    async def send_any(self, env: Envelope, body: Any, reply: str | None = None,
+                       timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Send to one consumer of the envelope's address, chosen by the transport's engine."""
-        await self._transport.send_any(self.interest_key(env.addr), self._frame(env, body), reply=reply)
+        await self._transport.send_any(self.interest_key(env.addr), self._frame(env, body), reply=reply,
+                                       timeout=timeout)
 
     def interest_key(self, address: str) -> str:
         """Return the key a publish to ``address`` goes out under (the address itself without a shared key)."""
