@@ -349,6 +349,7 @@ async def test_a_hung_broker_is_dropped_after_two_keepalives(fault_mosquitto: Mo
         try:
             await states.wait_for("disconnected", 4.0)
             noticed = now() - paused
+            await b_states.wait_for("disconnected", 4.0)  # or b may never drop, and never reconnect
             with pytest.raises(TransportError, match="disconnected"):
                 await a.unicast(b_id, b"into the freeze")
         finally:

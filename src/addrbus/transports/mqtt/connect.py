@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 from collections.abc import Callable, Collection
@@ -45,6 +46,34 @@ def load() -> tuple[ModuleType, Any]:
     except ImportError as exc:
         raise ConfigError("the MQTT transport needs the aiomqtt package: pip install 'addrbus[mqtt]'") from exc
     return aiomqtt, SubscribeOptions
+
+
+@functools.cache
+def _client_class(lib: ModuleType) -> Any:
+    """Return aiomqtt's ``Client`` with a write-readiness callback that checks its socket first."""
+
+    class Client(lib.Client):  # type: ignore[name-defined,misc]
+        # aiomqtt asks the loop to watch the socket for writing with
+        # call_soon_threadsafe(add_writer, fd); when the connection breaks, paho can
+        # close the socket before the loop runs that, which raises EBADF into the
+        # loop (or, were the number reused, watches another socket). Here the loop
+        # runs a check first: the socket must still be this client's and open.
+        def _on_socket_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+            def write() -> None:
+                try:
+                    client.loop_write()
+                except Exception as exc:  # a broken pipe: the connection is gone
+                    if not self._disconnected.done():
+                        self._disconnected.set_exception(exc)
+
+            def watch() -> None:
+                fd = sock.fileno()
+                if fd >= 0 and client.socket() is sock:
+                    self._loop.add_writer(fd, write)
+
+            self._loop.call_soon_threadsafe(watch)
+
+    return Client
 
 
 def _handing_on(deliver: Callable[[bytes], None]) -> type[asyncio.Queue[Any]]:
@@ -82,7 +111,7 @@ class Connector:
         tls = None
         if opts.tls:
             tls = lib.TLSParameters(ca_certs=opts.ca_certs, certfile=opts.certfile, keyfile=opts.keyfile)
-        client = lib.Client(
+        client = _client_class(lib)(
             opts.host, opts.port,
             username=opts.username, password=opts.password,
             identifier=client_id,
