@@ -401,7 +401,7 @@ def test_heartbeats_never_reach_on_frame(redis_server: RedisServer) -> None:
         pubsub = spy.pubsub()
         await pubsub.psubscribe(wire.channel_prefix(namespace) + b"h:*")
         try:
-            async with nodes(redis_server.url + "?heartbeat=0.02", 2, namespace) as [(a, _, a_in), (b, _, b_in)]:
+            async with nodes(redis_server.url + "?heartbeat=0.1", 2, namespace) as [(a, _, a_in), (b, _, b_in)]:
                 pings, deadline = 0, time.monotonic() + WAIT
                 while pings < 20:
                     assert time.monotonic() < deadline, f"only {pings} heartbeats seen"

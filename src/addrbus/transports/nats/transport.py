@@ -46,6 +46,49 @@ def from_url(url: str) -> NatsTransport:
     return NatsTransport(url)
 
 
+class _Refused(Exception):
+    """The server refused our credentials while we connected."""
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Tell whether nats-py's error says the server refused our credentials (it retries those forever)."""
+    text = str(exc).lower()
+    return "authorization violation" in text or "authentication" in text
+
+
+async def _connect_within(connecting: Any, refused: asyncio.Future[str], timeout: float) -> Any:  # noqa: ASYNC109
+    """Return nats-py's connection once made, within ``timeout`` s, unless the server refused us first.
+
+    Cancelling alone is not a deadline here: nats-py retries a refused or
+    silent server forever (``max_reconnect_attempts=-1``, which later
+    reconnects need), and on Python 3.11 its inner ``wait_for`` can swallow a
+    cancellation that lands as it completes. So the attempt runs as a task
+    that is cancelled until it has ended.
+
+    :raises TimeoutError: if no server took us within ``timeout``.
+    :raises _Refused: if the server refused our credentials.
+    """
+    task = asyncio.ensure_future(connecting)
+    try:
+        await asyncio.wait([task, refused], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for _ in range(100):  # bounded: each round waits 50 ms at most
+            if task.done():
+                break
+            task.cancel()
+            await asyncio.wait([task], timeout=0.05)
+    if task.done() and not task.cancelled():
+        if task.exception() is None and not refused.done():
+            return task.result()
+        if task.exception() is None:
+            await task.result().close()  # made just as the refusal came: not ours to keep
+    if refused.done():
+        raise _Refused(refused.result())
+    if task.done() and not task.cancelled():
+        raise task.exception()
+    raise TimeoutError
+
+
 async def _confirmed(nc: Any, timeout: float) -> None:  # noqa: ASYNC109
     """Return once the server has every command written so far (subscriptions above all).
 
@@ -89,6 +132,7 @@ class NatsTransport(Transport):
         self._subs: dict[str, tuple[Any, Any]] = {}  # interest key -> (its publish, its queue) subscription
         self._queues: dict[str, str] = {}  # interest key -> its queue subject, built once
         self._undeliverable: Callable[[str], None] | None = None
+        self._refused: asyncio.Future[str] | None = None  # while start() connects
         self._inboxes: dict[str, str] = {}  # node id -> its inbox subject, built once
         self._subjects: dict[str, str] = {}  # interest key -> its subject, built once
         self._counts = dict.fromkeys(_COUNTERS, 0)
@@ -118,13 +162,13 @@ class NatsTransport(Transport):
         self._on_frame = on_frame
         opts = self._opts
         try:
-            async with asyncio.timeout(opts.connect_timeout):
-                nc = await self._nats.connect(
-                    **opts.connect_kwargs(), tls=self._tls(), no_echo=True, allow_reconnect=True,
-                    max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=opts.connect_timeout,
-                    pending_size=0, error_cb=self._on_error, disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected, closed_cb=self._on_closed, **self._fast,
-                )
+            self._refused = asyncio.get_running_loop().create_future()
+            nc = await _connect_within(self._nats.connect(
+                **opts.connect_kwargs(), tls=self._tls(), no_echo=True, allow_reconnect=True,
+                max_reconnect_attempts=-1, reconnect_time_wait=0.1, connect_timeout=opts.connect_timeout,
+                pending_size=0, error_cb=self._on_error, disconnected_cb=self._on_disconnected,
+                reconnected_cb=self._on_reconnected, closed_cb=self._on_closed, **self._fast,
+            ), self._refused, opts.connect_timeout)
             self._nc = nc
             if nc.max_payload < self.max_frame_size:
                 self.max_frame_size = nc.max_payload
@@ -137,10 +181,15 @@ class NatsTransport(Transport):
             await self._close()
             if isinstance(exc, TransportError):
                 raise
+            if isinstance(exc, _Refused):
+                raise TransportError(f"cannot connect to {self.describe()}: the server refused the credentials"
+                                     f" ({exc})") from None
             if isinstance(exc, TimeoutError):
                 raise TransportError(f"cannot connect to {self.describe()}: no server answered within"
                                      f" {opts.connect_timeout} s (connect_timeout)") from None
             raise TransportError(f"cannot connect to {self.describe()}: {self._text(exc)}") from None
+        finally:
+            self._refused = None
         logger.info("connected to %s as node %s", self.describe(), node_id)
         self._set_state("connected")
 
@@ -304,6 +353,9 @@ class NatsTransport(Transport):
 
     async def _on_error(self, exc: Exception) -> None:
         logger.debug("nats-py reports: %s", self._text(exc))
+        refused = self._refused
+        if refused is not None and not refused.done() and _refusal(exc):
+            refused.set_result(self._text(exc))  # while start() waits: fail it now, not at connect_timeout
 
     async def _on_disconnected(self) -> None:
         if self._nc is not None:
