@@ -294,6 +294,10 @@ class EventBus(Registering, Sending):
         result.update({f"crypto.{key}": value for key, value in self._wire.stats().items()})
         return result
 
+    def consumers(self) -> dict[str, int]:
+        """Return every address consumed on the bus (as this node knows it) with how many handlers in all."""
+        return self._router.counts()
+
     def nodes(self) -> dict[str, dict[str, int]]:
         """Return every live node (this one included) with the addresses it consumes and how many handlers."""
         return {self._node.id: self._router.local_counts(), **self._membership.nodes}

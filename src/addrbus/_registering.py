@@ -6,12 +6,15 @@ the registry of local handlers and the job scheduler these methods use.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._addresses import address_of
+from ._core.outbound import MAX_TIMEOUT
 from ._core.stream import Stream
+from ._exceptions import BusNotRunning, RequestTimeout
 from ._jobs import JobScheduler
 
 if TYPE_CHECKING:
@@ -19,8 +22,10 @@ if TYPE_CHECKING:
     from ._core.registration import Registration
     from ._core.registry import Registry
     from ._jobs import Job
+    from ._message import Message
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 H = Callable[..., Any]
 
 
@@ -79,13 +84,54 @@ class Registering:
         localns = sys._getframe(1).f_locals  # noqa: SLF001 - the caller's names resolve its annotations
         return self._in.decorator_or_registration(address, handler, True, max_queue, concurrency, localns)
 
-    def stream(self, address: Any, body_type: Any = None, *, max_queue: int | None = None) -> Stream:
+    def stream(self, address: Any, body_type: Any = None, *, max_queue: int | None = None,
+               limit: int | None = None) -> Stream:
         """Return an async iterator of the messages at ``address``; unregisters when left.
 
         Use as ``async with bus.stream(a) as messages: async for msg in messages``
-        or just ``async for msg in bus.stream(a)``.
+        or just ``async for msg in bus.stream(a)``. With ``limit=N`` it ends
+        after N messages (and stops taking more as soon as N have arrived).
+
+        Raises:
+            ValueError: for a bad address, or a ``limit`` that is not a positive int.
         """
-        return Stream(self._in, address_of(address), body_type, max_queue or self._in.max_queue)
+        return Stream(self._in, address_of(address), body_type, max_queue or self._in.max_queue, limit)
+
+    @overload
+    async def wait_for(self, address: Any, *, timeout: float = 30.0, body_type: type[T],
+                       where: Callable[[Message[T]], bool] | None = None) -> Message[T]: ...
+    @overload
+    async def wait_for(self, address: Any, *, timeout: float = 30.0, body_type: None = None,
+                       where: Callable[[Message[Any]], bool] | None = None) -> Message[Any]: ...
+
+    async def wait_for(self, address: Any, *, timeout: float = 30.0, body_type: Any = None,
+                       where: Callable[[Message[Any]], bool] | None = None) -> Message[Any]:
+        """Return the next message delivered to ``address`` (the first for which ``where(msg)`` is true).
+
+        A handler of the address while it waits, like a stream: register it
+        before whatever will send the message. Messages ``where`` turns down
+        are dropped.
+
+        Raises:
+            ValueError: for a bad address or timeout.
+            RequestTimeout: if no such message arrived within ``timeout`` seconds.
+            BusNotRunning: if the bus is not running, or stopped meanwhile.
+        """
+        if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
+            raise ValueError(f"timeout must be a positive, finite number of seconds, at most {MAX_TIMEOUT:,}")
+        addr = address_of(address)
+        if not self.running:
+            raise BusNotRunning("the bus is not running: use 'async with bus:' or 'await bus.start()' first")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with Stream(self._in, addr, body_type, self._in.max_queue) as messages:
+            while True:
+                try:
+                    msg = await messages.get(max(deadline - loop.time(), 0.0))
+                except TimeoutError:
+                    raise RequestTimeout(f"no message at {addr!r} within {timeout} s", code=-1) from None
+                if where is None or where(msg):
+                    return msg
 
     # -- scheduling ----------------------------------------------------------------
 

@@ -35,18 +35,21 @@ class Sending:
     _pending: PendingRequests
     _counters: Counters
 
-    async def publish(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None) -> None:
+    async def publish(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
+                      require_handlers: bool = False) -> None:
         """Deliver ``body`` to every handler at ``address`` on every node.
 
         Returns once the message is handed to local handlers' queues and to the
-        transport; never waits for a handler.
+        transport; never waits for a handler. Nobody listening is no error,
+        unless ``require_handlers`` is true.
 
         Raises:
             ValueError: for a bad address.
+            NoHandlers: with ``require_handlers``, if no handler on the bus (as this node knows it) consumes it.
             MessageTooLarge: if the message is larger than the transport carries.
             TransportError: if the transport could not take it.
         """
-        env = self._out.publish(address, body, headers)
+        env = self._out.publish(address, body, headers, require_handlers)
         if env is not None:
             await self._wire.publish(env, body)
 

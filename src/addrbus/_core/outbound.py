@@ -104,7 +104,8 @@ class Outbound:
         else:
             self._windows.pop(node, None)
 
-    def publish(self, address: Any, body: Any, headers: dict[str, str] | None) -> Envelope | None:
+    def publish(self, address: Any, body: Any, headers: dict[str, str] | None,
+                require_handlers: bool = False) -> Envelope | None:
         """Hand a publish to the local handlers; return its envelope if other nodes consume the address."""
         addr = address_of(address)
         node = self._node
@@ -113,6 +114,9 @@ class Outbound:
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
+        if require_handlers and addr not in self._router.local and addr not in self._router.remote:
+            self._counters.count("failures.no_handlers")
+            raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
         if self._observers:
             self._notify("publish", addr, body, hdrs)
         msg_id = node.next_id()

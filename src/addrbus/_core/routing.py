@@ -123,6 +123,13 @@ class Router:
         self._targets.clear()
         self._wake()
 
+    def counts(self) -> dict[str, int]:
+        """Return every consumed address with its handlers across the bus (local and remote)."""
+        counts = {address: len(regs) for address, regs in self.local.items()}
+        for address, by_node in self.remote.items():
+            counts[address] = counts.get(address, 0) + sum(by_node.values())
+        return counts
+
     def count(self, address: str) -> int:
         """Return how many handlers consume ``address`` across the bus."""
         return len(self.local.get(address, ())) + sum(self.remote.get(address, {}).values())

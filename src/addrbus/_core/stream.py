@@ -38,10 +38,15 @@ class Stream:
 
     Registered while iterated (or inside ``async with``); unregistered when
     the ``async with`` block or the iteration ends. Requests arrive like any
-    message: answer them with ``await msg.reply(...)``.
+    message: answer them with ``await msg.reply(...)``. With ``limit``, the
+    stream unregisters once it has received that many, and its iteration ends
+    once it has yielded them.
     """
 
-    def __init__(self, host: StreamHost, address: str, body_type: Any, max_queue: int) -> None:
+    def __init__(self, host: StreamHost, address: str, body_type: Any, max_queue: int,
+                 limit: int | None = None) -> None:
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValueError(f"limit must be a positive int or None, not {limit!r}")
         self.address = address
         self._host = host
         self._spec = spec_for(Any if body_type is None else body_type)
@@ -49,6 +54,9 @@ class Stream:
         self._items: collections.deque[Message[Any]] = collections.deque()
         self._ready = asyncio.Event()
         self._reg: Registration | None = None
+        self._limit = limit
+        self._taken = 0  # messages received, towards the limit
+        self._yielded = 0
         self.dropped = 0
 
     def _push(self, msg: Message[Any]) -> None:
@@ -58,9 +66,18 @@ class Stream:
             return
         self._items.append(msg)
         self._ready.set()
+        self._taken += 1
+        if self._limit is not None and self._taken >= self._limit:
+            # Enough: stop taking messages now, so sends go to other handlers.
+            asyncio.get_running_loop().call_soon(self.close)
+
+    @property
+    def exhausted(self) -> bool:
+        """Tell whether the stream has yielded its ``limit`` messages."""
+        return self._limit is not None and self._yielded >= self._limit
 
     def _open(self) -> None:
-        if self._reg is None:
+        if self._reg is None and not (self._limit is not None and self._taken >= self._limit):
             host = self._host
             self._reg = host.register_sink(self.address, self._push, self._spec, self._max_queue)
             host.wakers.add(self._ready.set)
@@ -87,7 +104,7 @@ class Stream:
     async def _iterate(self) -> AsyncIterator[Message[Any]]:
         self._open()
         try:
-            while True:
+            while not self.exhausted:
                 yield await self.get()
         finally:
             self.close()
@@ -98,7 +115,10 @@ class Stream:
         Raises:
             TimeoutError: if none arrived in time.
             BusNotRunning: if the bus stopped.
+            StopAsyncIteration: if the stream has yielded its ``limit`` messages.
         """
+        if self.exhausted:
+            raise StopAsyncIteration
         self._open()
         while not self._items:
             if not self._host.node.running:
@@ -106,4 +126,5 @@ class Stream:
             self._ready.clear()
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
+        self._yielded += 1
         return self._items.popleft()

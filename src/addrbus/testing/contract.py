@@ -26,7 +26,7 @@ import asyncio
 import itertools
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from .._bus import EventBus
 from .._exceptions import NoHandlers, RecipientFailure, RecipientGone, RequestTimeout
 from .._message import Message
+from ._addressing import WAIT, AddressingCases, Nodes
 
 __all__ = ["BusContract"]
 
@@ -59,13 +60,7 @@ class Receipt(BaseModel):
     total: int
 
 
-WAIT = 10.0  # seconds: generous bounds on waits that should take milliseconds
-
-#: ``await nodes(count=2, **options)``: that many unstarted buses sharing the transport.
-Nodes = Callable[..., Awaitable[list[EventBus]]]
-
-
-class BusContract:
+class BusContract(AddressingCases):
     """Cases that every transport must pass; subclass it and provide ``url()``."""
 
     pytestmark = pytest.mark.anyio

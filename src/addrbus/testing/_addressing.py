@@ -1,0 +1,109 @@
+"""Contract cases for the addressing features: waiting for a message, bounded streams, required handlers and
+the bus-wide consumer table. :class:`~addrbus.testing.contract.BusContract` runs them on every transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .._exceptions import NoHandlers, RequestTimeout
+
+if TYPE_CHECKING:
+    from .._bus import EventBus
+
+WAIT = 10.0  # seconds: generous bounds on waits that should take milliseconds
+
+#: ``await nodes(count=2, **options)``: that many unstarted buses sharing the transport.
+Nodes = Callable[..., Awaitable[list["EventBus"]]]
+
+
+class AddressingCases:
+    """What users of other buses ask for, on this transport (mixed into ``BusContract``)."""
+
+    settle: float
+
+    if TYPE_CHECKING:
+
+        async def started(self, *buses: EventBus) -> None: ...
+        async def until_routed(self, bus: EventBus, address: str, handlers: int) -> None: ...
+        async def _until_gone(self, bus: EventBus, address: str) -> None: ...
+
+    async def test_wait_for_returns_the_first_message_where_holds(self, nodes: Nodes, address: str) -> None:
+        waiter, sender = await nodes()
+        await self.started(waiter, sender)
+        waiting = asyncio.ensure_future(waiter.wait_for(address, timeout=WAIT, body_type=int,
+                                                        where=lambda msg: msg.body > 2))
+        await self.until_routed(sender, address, 1)
+        for n in range(1, 6):
+            await sender.publish(address, n)
+        msg = await waiting
+        assert (msg.body, msg.address, msg.sender) == (3, address, sender.node_id)
+        await self._until_gone(sender, address)  # it stopped listening once it had its message
+
+    async def test_wait_for_times_out_and_refuses_bad_timeouts(self, nodes: Nodes, address: str) -> None:
+        (bus,) = await nodes(1)
+        await self.started(bus)
+        with pytest.raises(RequestTimeout, match="no message"):
+            await bus.wait_for(address, timeout=0.05)
+        for bad in (0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="timeout"):
+                await bus.wait_for(address, timeout=bad)
+        assert bus.consumers() == {}
+
+    async def test_stream_with_a_limit_ends_after_that_many(self, nodes: Nodes, address: str) -> None:
+        server, client = await nodes()
+        await self.started(server, client)
+        async with server.stream(address, int, limit=3) as messages:
+            await self.until_routed(client, address, 1)
+            for n in range(3):
+                await client.send(address, n)
+            got = [msg.body async for msg in messages]
+            with pytest.raises(StopAsyncIteration):
+                await messages.get(timeout=WAIT)
+        assert got == [0, 1, 2]
+        await self._until_gone(client, address)
+        bad_limits: list[Any] = [0, -2, 1.5, True]
+        for bad in bad_limits:
+            with pytest.raises(ValueError, match="limit"):
+                server.stream(address, limit=bad)
+
+    async def test_publish_can_require_a_handler(self, nodes: Nodes, address: str) -> None:
+        server, client = await nodes()
+        await self.started(server, client)
+        await client.publish(address, 1)  # fire-and-forget by default: nobody listens, no error
+        with pytest.raises(NoHandlers):
+            await client.publish(address, 2, require_handlers=True)
+        assert client.stats()["failures.no_handlers"] == 1
+        heard: asyncio.Queue[int] = asyncio.Queue()
+
+        @server.on(address)
+        async def hear(n: int) -> None:
+            heard.put_nowait(n)
+
+        await self.until_routed(client, address, 1)
+        await client.publish(address, 3, require_handlers=True)
+        assert await asyncio.wait_for(heard.get(), WAIT) == 3
+
+    async def test_consumers_follow_nodes_joining_and_leaving(self, nodes: Nodes, address: str) -> None:
+        a, b, observer = await nodes(3)
+        other = address + ".other"
+
+        async def handle(body: Any) -> None:
+            return None
+
+        a.on(address, handle)
+        a.on(address, handle)
+        b.on(address, handle)
+        b.on(other, handle)
+        await self.started(a, b, observer)
+        await self.until_routed(observer, address, 3)
+        await self.until_routed(observer, other, 1)
+        assert observer.consumers() == {address: 3, other: 1}
+        assert a.consumers() == {address: 3, other: 1}
+        await b.stop()
+        await observer.wait_for_handlers(address, 2, exactly=True, timeout=self.settle + WAIT)
+        await self._until_gone(observer, other)
+        assert observer.consumers() == {address: 2}
