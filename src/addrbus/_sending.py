@@ -36,49 +36,61 @@ class Sending:
     _counters: Counters
 
     async def publish(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
-                      require_handlers: bool = False) -> None:
-        """Deliver ``body`` to every handler at ``address`` on every node.
+                      require_handlers: bool = False, node: str | None = None) -> None:
+        """Deliver ``body`` to every handler at ``address`` on every node (with ``node``, on that node only).
 
         Returns once the message is handed to local handlers' queues and to the
         transport; never waits for a handler. Nobody listening is no error,
-        unless ``require_handlers`` is true.
+        unless ``require_handlers`` is true or ``node`` is given.
 
         Raises:
-            ValueError: for a bad address.
-            NoHandlers: with ``require_handlers``, if no handler on the bus (as this node knows it) consumes it.
+            ValueError: for a bad address, or a ``node`` that is not a node id.
+            NoHandlers: with ``require_handlers``, if no handler on the bus (as this node knows it) consumes it;
+                with ``node``, if that node does not consume it.
             MessageTooLarge: if the message is larger than the transport carries.
             TransportError: if the transport could not take it.
         """
-        env = self._out.publish(address, body, headers, require_handlers)
+        env = self._out.publish(address, body, headers, require_handlers, node)
         if env is not None:
-            await self._wire.publish(env, body)
+            if env.dst is None:
+                await self._wire.publish(env, body)
+            else:
+                await self._wire.unicast(env.dst, env, body)
 
-    async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None) -> None:
+    async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
+                   node: str | None = None) -> None:
         """Deliver ``body`` to exactly one handler at ``address`` in the whole bus, round-robin.
 
+        With ``node`` (a node id, as ``bus.node_id``), to one handler on that node.
+
         Raises:
-            ValueError: for a bad address.
-            NoHandlers: if nobody consumes ``address``.
+            ValueError: for a bad address, or a ``node`` that is not a node id.
+            NoHandlers: if nobody consumes ``address`` (on ``node``, if given).
             MessageTooLarge: if the message is larger than the transport carries.
             TransportError: if the transport could not take it.
         """
-        await self._out.send(address, body, headers)
+        await self._out.send(address, body, headers, node)
 
     @overload
     async def request(self, address: Endpoint[None, R], body: None = None, *, timeout: float = 30.0,
-                      headers: dict[str, str] | None = None, response_type: None = None) -> R: ...
+                      headers: dict[str, str] | None = None, node: str | None = None,
+                      response_type: None = None) -> R: ...
     @overload
     async def request(self, address: Endpoint[Q, R], body: Q, *, timeout: float = 30.0,
-                      headers: dict[str, str] | None = None, response_type: None = None) -> R: ...
+                      headers: dict[str, str] | None = None, node: str | None = None,
+                      response_type: None = None) -> R: ...
     @overload
     async def request(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
-                      headers: dict[str, str] | None = None, response_type: type[R]) -> R: ...
+                      headers: dict[str, str] | None = None, node: str | None = None,
+                      response_type: type[R]) -> R: ...
     @overload
     async def request(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
-                      headers: dict[str, str] | None = None, response_type: Any = None) -> Any: ...
+                      headers: dict[str, str] | None = None, node: str | None = None,
+                      response_type: Any = None) -> Any: ...
 
     async def request(self, address: Any, body: Any = None, *, timeout: float = 30.0,
-                      headers: dict[str, str] | None = None, response_type: Any = None) -> Any:
+                      headers: dict[str, str] | None = None, node: str | None = None,
+                      response_type: Any = None) -> Any:
         """Send a request to one handler at ``address`` and return the reply's body.
 
         Args:
@@ -86,10 +98,11 @@ class Sending:
             body: the request body (a model, a builtin, anything JSON-shaped).
             timeout: seconds to wait for the reply (default 30, as Vert.x).
             headers: string headers that travel with the message.
+            node: only a handler on this node (a node id, as ``bus.node_id``).
             response_type: validate the reply as this type.
 
         Raises:
-            NoHandlers: if nobody consumes ``address``.
+            NoHandlers: if nobody consumes ``address`` (on ``node``, if given).
             RequestTimeout: if no reply arrives in time (also a ``TimeoutError``).
             RecipientFailure: if the handler raised, failed the message or rejected the body.
             RecipientGone: if the node owing the reply left the bus.
@@ -98,7 +111,7 @@ class Sending:
         # One coroutine on purpose: an inner coroutine shared with request_message()
         # would be one more frame per local round trip.
         out = self._out
-        cid, future, remote = out.submit(address, body, timeout, headers, response_type)
+        cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
         window = None
         try:
             if remote is not None:
@@ -114,22 +127,27 @@ class Sending:
 
     @overload
     async def request_message(self, address: Endpoint[None, R], body: None = None, *, timeout: float = 30.0,
-                              headers: dict[str, str] | None = None, response_type: None = None) -> Message[R]: ...
+                              headers: dict[str, str] | None = None, node: str | None = None,
+                              response_type: None = None) -> Message[R]: ...
     @overload
     async def request_message(self, address: Endpoint[Q, R], body: Q, *, timeout: float = 30.0,
-                              headers: dict[str, str] | None = None, response_type: None = None) -> Message[R]: ...
+                              headers: dict[str, str] | None = None, node: str | None = None,
+                              response_type: None = None) -> Message[R]: ...
     @overload
     async def request_message(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
-                              headers: dict[str, str] | None = None, response_type: type[R]) -> Message[R]: ...
+                              headers: dict[str, str] | None = None, node: str | None = None,
+                              response_type: type[R]) -> Message[R]: ...
     @overload
     async def request_message(self, address: str | Enum, body: Any = None, *, timeout: float = 30.0,
-                              headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]: ...
+                              headers: dict[str, str] | None = None, node: str | None = None,
+                              response_type: Any = None) -> Message[Any]: ...
 
     async def request_message(self, address: Any, body: Any = None, *, timeout: float = 30.0,
-                              headers: dict[str, str] | None = None, response_type: Any = None) -> Message[Any]:
+                              headers: dict[str, str] | None = None, node: str | None = None,
+                              response_type: Any = None) -> Message[Any]:
         """Send a request as :meth:`request` does, and return the whole reply ``Message``."""
         out = self._out
-        cid, future, remote = out.submit(address, body, timeout, headers, response_type)
+        cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
         window = None
         try:
             if remote is not None:

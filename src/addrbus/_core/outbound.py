@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from .._wire.wire import Wire
     from .node import Node
     from .requests import PendingRequests
-    from .routing import Router
+    from .routing import Router, Target
 
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 
@@ -46,6 +47,14 @@ _OTHER_LOOP = (
 #: The longest request timeout, in seconds (about 11.6 days); longer ones, and infinity, are refused.
 MAX_TIMEOUT = 1_000_000
 ANY_NODE = ""  # a request's node when the transport's engine chooses it (Transport.routes_sends)
+_NODE_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def check_node(node: Any) -> str:
+    """Return ``node`` if it is a node id (as ``bus.node_id``); raise ValueError if not."""
+    if type(node) is not str or _NODE_ID.fullmatch(node) is None:
+        raise ValueError(f"node must be a node id (16 lowercase hex characters, as bus.node_id), not {node!r}")
+    return node
 
 
 def check_loop(node: Node) -> None:
@@ -105,8 +114,12 @@ class Outbound:
             self._windows.pop(node, None)
 
     def publish(self, address: Any, body: Any, headers: dict[str, str] | None,
-                require_handlers: bool = False) -> Envelope | None:
-        """Hand a publish to the local handlers; return its envelope if other nodes consume the address."""
+                require_handlers: bool = False, to: str | None = None) -> Envelope | None:
+        """Hand a publish to the local handlers; return its envelope if other nodes consume the address.
+
+        With ``to`` (a node id), only that node's handlers get it: the envelope
+        returned, if any, is addressed to that node alone (``dst``).
+        """
         addr = address_of(address)
         node = self._node
         if not node.running:
@@ -114,6 +127,8 @@ class Outbound:
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
+        if to is not None:
+            return self._publish_to(addr, body, hdrs, check_node(to))
         if require_handlers and addr not in self._router.local and addr not in self._router.remote:
             self._counters.count("failures.no_handlers")
             raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
@@ -133,7 +148,33 @@ class Outbound:
             return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts, hdr=hdrs)
         return None
 
-    async def send(self, address: Any, body: Any, headers: dict[str, str] | None) -> None:
+    def _publish_to(self, addr: str, body: Any, hdrs: dict[str, str], to: str) -> Envelope | None:
+        node = self._node
+        router = self._router
+        here = to == node.id
+        if not (router.local.get(addr) if here else router.remote.get(addr, {}).get(to)):
+            self._counters.count("failures.no_handlers")
+            raise NoHandlers(f"node {to} has no handlers for address {addr!r}", code=-1)
+        if self._observers:
+            self._notify("publish", addr, body, hdrs)
+        msg_id = node.next_id()
+        self._counters.published += 1
+        if here:
+            item = (body, False, hdrs, msg_id, None, None, node.id, now(), None)
+            for reg in router.local[addr]:
+                if not reg.deliver(item):
+                    self._counters.count("dropped.overflow")
+            return None
+        return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, dst=to, ts=now(),
+                             hdr=hdrs)
+
+    def _target_on(self, addr: str, to: str) -> Target | None:
+        """Return the consumer of ``addr`` on node ``to`` only (a local one, or that node's id), or None."""
+        if to == self._node.id:
+            return self._router.pick_local(addr)
+        return to if self._router.remote.get(addr, {}).get(to) else None
+
+    async def send(self, address: Any, body: Any, headers: dict[str, str] | None, to: str | None = None) -> None:
         """Deliver to exactly one handler in the whole bus."""
         addr = address_of(address)
         node = self._node
@@ -144,14 +185,15 @@ class Outbound:
         hdrs = check_headers(headers)
         if self._observers:
             self._notify("send", addr, body, hdrs)
-        target = self._router.pick(addr)
+        target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
         if target is None:
             self._counters.count("failures.no_handlers")
-            raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
+            raise NoHandlers(f"no handlers for address {addr!r}" + ("" if to is None else f" on node {to}"),
+                             code=-1)
         self._counters.sent += 1
         msg_id = node.next_id()
         if isinstance(target, str):
-            if self._by_engine:  # the engine picks the node: one that died is never it
+            if self._by_engine and to is None:  # the engine picks the node: one that died is never it
                 env = make_envelope(kind="send", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=now(),
                                     hdr=hdrs)
                 await self._wire.send_any(env, body)
@@ -165,7 +207,7 @@ class Outbound:
             self._counters.count("dropped.overflow")
 
     def submit(self, address: Any, body: Any, timeout: float, headers: dict[str, str] | None,
-               response_type: Any) -> tuple[str, asyncio.Future[Any], Remote | None]:
+               response_type: Any, to: str | None = None) -> tuple[str, asyncio.Future[Any], Remote | None]:
         """Register a request and hand it to a local handler, or prepare it for a remote one.
 
         A plain function, not a coroutine: it is on the hot path of every request.
@@ -184,17 +226,18 @@ class Outbound:
         if response_type is None and isinstance(address, TypedAddress):
             response_type = address.__response_type__
         spec = None if response_type is None else spec_for(response_type)
-        target = self._router.pick(addr)
+        target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
         if target is None:
             self._counters.count("failures.no_handlers")
-            raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
+            raise NoHandlers(f"no handlers for address {addr!r}" + ("" if to is None else f" on node {to}"),
+                             code=-1)
         self._counters.requests += 1
         cid = node.next_id()
         node_id = node.id
         pending = self._pending
         t = now()
         if isinstance(target, str):
-            if self._by_engine:
+            if self._by_engine and to is None:
                 target = ANY_NODE  # the engine picks it; nobody can say which node owes the reply
             future = pending.add(cid, timeout, target, spec, addr)
             env = make_envelope(kind="req", ns=node.namespace, addr=addr, id=cid, cid=cid, rto=node_id,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .._exceptions import NoHandlers, RequestTimeout
+from .._message import Message
 
 if TYPE_CHECKING:
     from .._bus import EventBus
@@ -107,3 +108,39 @@ class AddressingCases:
         await observer.wait_for_handlers(address, 2, exactly=True, timeout=self.settle + WAIT)
         await self._until_gone(observer, other)
         assert observer.consumers() == {address: 2}
+
+    async def test_node_targets_publish_send_and_request_at_one_node(self, nodes: Nodes, address: str) -> None:
+        buses = await nodes(3)
+        heard: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue()
+
+        def handler(bus: EventBus) -> Callable[[Any], Awaitable[str]]:
+            async def handle(msg: Message[int]) -> str:
+                heard.put_nowait((bus.node_id, msg.headers.get("kind", ""), msg.body))
+                return bus.node_id
+            return handle
+
+        for bus in buses:
+            bus.on(address, handler(bus))
+        client = buses[0]  # it consumes the address too: node= may name this node itself
+        await self.started(*buses)
+        await self.until_routed(client, address, 3)
+        for target in buses:
+            node = target.node_id
+            await client.publish(address, 1, node=node, headers={"kind": "publish"})
+            await client.send(address, 2, node=node, headers={"kind": "send"})
+            assert await client.request(address, 3, node=node, timeout=WAIT) == node
+            got = [await asyncio.wait_for(heard.get(), WAIT) for _ in range(3)]
+            assert sorted(got) == [(node, "", 3), (node, "publish", 1), (node, "send", 2)], got
+        assert heard.empty()
+        stranger = "0123456789abcdef"
+        with pytest.raises(NoHandlers, match=stranger):
+            await client.send(address, 1, node=stranger)
+        with pytest.raises(NoHandlers):
+            await client.publish(address + ".nobody", 1, node=buses[1].node_id)
+        with pytest.raises(NoHandlers):
+            await client.request(address + ".nobody", 1, node=client.node_id, timeout=WAIT)
+        bad_nodes: list[Any] = ["", "node-1", "0123456789ABCDEF", 7, buses[1].node_id + "0"]
+        for bad in bad_nodes:
+            with pytest.raises(ValueError, match="node id"):
+                await client.send(address, 1, node=bad)
+
