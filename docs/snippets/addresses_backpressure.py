@@ -7,8 +7,9 @@ release = asyncio.Event()
 running = 0
 
 
-# At most 2 runs at once while suspended; at most 3 messages waiting to start.
-@bus.on("reports.build", concurrency=2, max_queue=3)
+# At most 2 runs at once while suspended; at most 3 messages waiting to start;
+# past that, drop new messages (the default, "wait", would make the caller wait).
+@bus.on("reports.build", concurrency=2, max_queue=3, overflow="drop_new")
 async def build_report(n: int) -> int:
     global running
     running += 1

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._addresses import address_of
+from ._core.handlers import DEFAULT_OVERFLOW_TIMEOUT, check_overflow
 from ._core.outbound import MAX_TIMEOUT
 from ._core.stream import Stream
 from ._exceptions import BusNotRunning, RequestTimeout
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 H = Callable[..., Any]
+OverflowPolicy = Literal["wait", "drop_new", "drop_oldest"]
 
 
 class Registering:
@@ -47,13 +49,16 @@ class Registering:
 
     @overload
     def consumer(self, address: Any, handler: None = None, *, max_queue: int | None = None,
-                 concurrency: int | None = None) -> Callable[[F], F]: ...
+                 concurrency: int | None = None, overflow: OverflowPolicy = "wait",
+                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F]: ...
     @overload
     def consumer(self, address: Any, handler: H, *, max_queue: int | None = None,
-                 concurrency: int | None = None) -> Registration: ...
+                 concurrency: int | None = None, overflow: OverflowPolicy = "wait",
+                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Registration: ...
 
     def consumer(self, address: Any, handler: H | None = None, *, max_queue: int | None = None,
-                 concurrency: int | None = None) -> Callable[[F], F] | Registration:
+                 concurrency: int | None = None, overflow: OverflowPolicy = "wait",
+                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F] | Registration:
         """Register a handler at ``address``; it receives the ``Message`` (or what its annotation asks).
 
         Used as ``bus.consumer(address, handler)`` it returns the
@@ -61,41 +66,57 @@ class Registering:
         function unchanged (its registration is ``fn.registration``).
         The handler's return value is the reply to a request.
 
+        When its backlog (``max_queue``) is full, ``overflow`` decides:
+        ``"wait"`` (a local publish, send or request waits for room, at most
+        ``overflow_timeout`` seconds, then drops it), ``"drop_new"`` or
+        ``"drop_oldest"``. Messages from other nodes never wait: under
+        ``"wait"`` they drop as under ``"drop_new"``. A dropped request is
+        answered at once (``RecipientFailure`` 503).
+
         Raises:
             ValueError: for a bad address.
-            ConfigError: for a handler that cannot be called with one message.
+            ConfigError: for a handler that cannot be called with one message, or a bad ``overflow`` setting.
         """
         localns = sys._getframe(1).f_locals  # noqa: SLF001 - the caller's names resolve its annotations
-        return self._in.decorator_or_registration(address, handler, False, max_queue, concurrency, localns)
+        return self._in.decorator_or_registration(address, handler, False, max_queue, concurrency, localns,
+                                                  check_overflow(overflow, overflow_timeout))
 
     @overload
     def on(self, address: Any, handler: None = None, *, max_queue: int | None = None,
-           concurrency: int | None = None) -> Callable[[F], F]: ...
+           concurrency: int | None = None, overflow: OverflowPolicy = "wait",
+           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F]: ...
     @overload
     def on(self, address: Any, handler: H, *, max_queue: int | None = None,
-           concurrency: int | None = None) -> Registration: ...
+           concurrency: int | None = None, overflow: OverflowPolicy = "wait",
+           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Registration: ...
 
     def on(self, address: Any, handler: H | None = None, *, max_queue: int | None = None,
-           concurrency: int | None = None) -> Callable[[F], F] | Registration:
+           concurrency: int | None = None, overflow: OverflowPolicy = "wait",
+           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F] | Registration:
         """Register a handler at ``address`` that receives the body, typed by its annotation.
 
         As :meth:`consumer`, but an unannotated parameter gets the body, not the Message.
         """
         localns = sys._getframe(1).f_locals  # noqa: SLF001 - the caller's names resolve its annotations
-        return self._in.decorator_or_registration(address, handler, True, max_queue, concurrency, localns)
+        return self._in.decorator_or_registration(address, handler, True, max_queue, concurrency, localns,
+                                                  check_overflow(overflow, overflow_timeout))
 
     def stream(self, address: Any, body_type: Any = None, *, max_queue: int | None = None,
-               limit: int | None = None) -> Stream:
+               limit: int | None = None, overflow: OverflowPolicy = "wait",
+               overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Stream:
         """Return an async iterator of the messages at ``address``; unregisters when left.
 
         Use as ``async with bus.stream(a) as messages: async for msg in messages``
         or just ``async for msg in bus.stream(a)``. With ``limit=N`` it ends
         after N messages (and stops taking more as soon as N have arrived).
+        ``overflow`` and ``overflow_timeout`` act as for :meth:`consumer`.
 
         Raises:
             ValueError: for a bad address, or a ``limit`` that is not a positive int.
+            ConfigError: for a bad ``overflow`` setting.
         """
-        return Stream(self._in, address_of(address), body_type, max_queue or self._in.max_queue, limit)
+        return Stream(self._in, address_of(address), body_type, max_queue or self._in.max_queue, limit,
+                      check_overflow(overflow, overflow_timeout))
 
     @overload
     async def wait_for(self, address: Any, *, timeout: float = 30.0, body_type: type[T],

@@ -50,7 +50,10 @@ class Sending:
             MessageTooLarge: if the message is larger than the transport carries.
             TransportError: if the transport could not take it.
         """
-        env = self._out.publish(address, body, headers, require_handlers, node)
+        out = self._out
+        env = out.publish(address, body, headers, require_handlers, node)
+        if out.blocked:
+            await out.wait_blocked()  # a local handler's backlog was full: wait for room (overflow "wait")
         if env is not None:
             if env.dst is None:
                 await self._wire.publish(env, body)
@@ -116,6 +119,8 @@ class Sending:
         try:
             if remote is not None:
                 window = await out.send_remote(remote, timeout, future)
+            elif out.blocked:
+                await out.wait_blocked()
             return (await future)[0]
         except ReplyError as exc:
             self._counters.count(f"failures.{exc.failure_type.value.lower()}")
@@ -152,6 +157,8 @@ class Sending:
         try:
             if remote is not None:
                 window = await out.send_remote(remote, timeout, future)
+            elif out.blocked:
+                await out.wait_blocked()
             body_, hdrs, msg_id, sender, ts = await future
         except ReplyError as exc:
             self._counters.count(f"failures.{exc.failure_type.value.lower()}")

@@ -23,6 +23,22 @@ PASS_NOTHING, PASS_BODY, PASS_MESSAGE, PASS_INLINE = 0, 1, 2, 3
 _NOT_A_MESSAGE: Any = object()
 
 
+#: What a handler's full backlog does to a new message (``overflow=``).
+OVERFLOW_POLICIES = ("wait", "drop_new", "drop_oldest")
+DEFAULT_OVERFLOW_TIMEOUT = 5.0
+#: ``(policy, overflow_timeout)``, checked by :func:`check_overflow`.
+Overflow = tuple[str, float]
+
+
+def check_overflow(policy: Any, timeout: Any) -> Overflow:
+    """Return the overflow setting, or raise ConfigError for a policy or timeout that is not one."""
+    if policy not in OVERFLOW_POLICIES:
+        raise ConfigError(f"overflow must be one of {', '.join(map(repr, OVERFLOW_POLICIES))}, not {policy!r}")
+    if type(timeout) not in (int, float) or not 0 < timeout < 1e6:  # also refuses NaN and infinity
+        raise ConfigError(f"overflow_timeout must be a positive number of seconds, not {timeout!r}")
+    return policy, float(timeout)
+
+
 def _message_arg(annotation: Any) -> Any:
     """Return T if ``annotation`` is ``Message[T]`` (``Any`` for bare Message), else ``_NOT_A_MESSAGE``.
 

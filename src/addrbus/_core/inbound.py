@@ -88,7 +88,8 @@ class Inbound:
         if kind == "pub":
             item: Item = (body, is_json, env.hdr, env.id, None, None, env.src, env.ts, None)
             for reg in self._router.local.get(addr, ()):
-                if not reg.deliver(item):
+                if not reg.deliver(item):  # a frame from the network never waits for room
+                    reg.overflow_warning()
                     self._counters.count("dropped.overflow")
             return
         target = self._router.pick_local(addr)
@@ -101,6 +102,7 @@ class Inbound:
             return
         item = (body, is_json, env.hdr, env.id, cid, env.rto, env.src, env.ts, env.dl)
         if not target.deliver(item):
+            target.overflow_warning()
             self._counters.count("dropped.overflow")
             if cid is not None:
                 self.spawn(self._replies.answer(cid, env.rto, "fail", None, 503,

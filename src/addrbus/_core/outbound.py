@@ -27,7 +27,9 @@ from .._wire.envelope import Envelope, check_headers, make_envelope
 if TYPE_CHECKING:
     from .._counters import Counters
     from .._wire.wire import Wire
+    from .handlers import Item
     from .node import Node
+    from .registration import Registration
     from .requests import PendingRequests
     from .routing import Router, Target
 
@@ -88,6 +90,9 @@ class Outbound:
         self._node_gone = node_gone
         self._observers: list[Observer] = []
         self._windows: dict[str, asyncio.Semaphore] = {}  # node -> requests in flight to it (UDP)
+        #: Full local backlogs (policy ``wait``) the last publish or request met; see :meth:`wait_blocked`.
+        #: Filled and emptied by one caller with no await between, so callers never share it.
+        self.blocked: list[tuple[Registration, Item]] = []
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer`` for every publish, send and request; return a function that removes it."""
@@ -143,7 +148,7 @@ class Outbound:
             item = (body, False, hdrs, msg_id, None, None, node.id, ts, None)
             for reg in regs:
                 if not reg.deliver(item):
-                    self._counters.count("dropped.overflow")
+                    self._full(reg, item)
         if addr in router.remote:
             return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts, hdr=hdrs)
         return None
@@ -163,10 +168,35 @@ class Outbound:
             item = (body, False, hdrs, msg_id, None, None, node.id, now(), None)
             for reg in router.local[addr]:
                 if not reg.deliver(item):
-                    self._counters.count("dropped.overflow")
+                    self._full(reg, item)
             return None
         return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, dst=to, ts=now(),
                              hdr=hdrs)
+
+    def _full(self, reg: Registration, item: Item) -> None:
+        """A local handler's backlog refused ``item``: have the caller wait for room, or count the drop."""
+        if reg.waits:
+            self.blocked.append((reg, item))
+        else:
+            self._counters.count("dropped.overflow")  # deliver() logged it
+
+    async def wait_blocked(self) -> None:
+        """Wait for room in the full local backlogs the last call met (policy ``wait``); drop what finds none.
+
+        A request dropped so fails at once with ``RecipientFailure`` 503, as one dropped on arrival does.
+        """
+        blocked, self.blocked = self.blocked, []
+        for reg, item in blocked:
+            if await reg.put(item):
+                continue
+            self._counters.count("dropped.overflow")
+            cid = item[4]
+            entry = None if cid is None else self._pending.get(cid)
+            if entry is not None and not entry.future.done():
+                self._counters.count("failures.overflow")
+                entry.future.set_exception(RecipientFailure(
+                    f"the consumer of {reg.address!r} is overloaded; the request was dropped", code=503,
+                    remote_type="Overloaded"))
 
     def _target_on(self, addr: str, to: str) -> Target | None:
         """Return the consumer of ``addr`` on node ``to`` only (a local one, or that node's id), or None."""
@@ -203,8 +233,10 @@ class Outbound:
             if not await self._wire.unicast(target, env, body):
                 self._node_gone(target, "its inbox has no listener")
                 raise RecipientGone(f"the node consuming {addr!r} is gone")
-        elif not target.deliver((body, False, hdrs, msg_id, None, None, node.id, now(), None)):
-            self._counters.count("dropped.overflow")
+        else:
+            item = (body, False, hdrs, msg_id, None, None, node.id, now(), None)
+            if not target.deliver(item) and not (target.waits and await target.put(item)):
+                self._counters.count("dropped.overflow")
 
     def submit(self, address: Any, body: Any, timeout: float, headers: dict[str, str] | None,
                response_type: Any, to: str | None = None) -> tuple[str, asyncio.Future[Any], Remote | None]:
@@ -244,7 +276,11 @@ class Outbound:
                                 src=node_id, dst=target or None, dl=t + timeout, ts=t, hdr=hdrs)
             return cid, future, (target, env, body)
         future = pending.add(cid, timeout, node_id, spec, addr)
-        if not target.deliver((body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)):
+        item = (body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)
+        if not target.deliver(item):
+            if target.waits:
+                self.blocked.append((target, item))  # the caller waits for room: wait_blocked()
+                return cid, future, None
             pending.discard(cid)
             self._counters.count("dropped.overflow")
             self._counters.count("failures.overflow")

@@ -13,7 +13,16 @@ from .._ids import now
 from .._message import make_message
 from .._threads import run_in_thread
 from .._wire.bodies import BodyInvalid, BodySpec
-from .handlers import PASS_BODY, PASS_INLINE, PASS_NOTHING, Item, handler_name, is_async
+from .handlers import (
+    DEFAULT_OVERFLOW_TIMEOUT,
+    PASS_BODY,
+    PASS_INLINE,
+    PASS_NOTHING,
+    Item,
+    Overflow,
+    handler_name,
+    is_async,
+)
 
 if TYPE_CHECKING:
     from .._counters import Counters
@@ -22,7 +31,6 @@ if TYPE_CHECKING:
     from .node import Node
 
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
-
 
 class Answers(Protocol):
     """Where a handler's outcome goes: the bus's replies."""
@@ -72,9 +80,15 @@ class Registration:
         spec: BodySpec,
         max_queue: int,
         concurrency: int,
+        overflow: Overflow = ("wait", DEFAULT_OVERFLOW_TIMEOUT),
     ) -> None:
         if max_queue < 1 or concurrency < 1:
             raise ConfigError("max_queue and concurrency must be at least 1")
+        policy, self._overflow_timeout = overflow
+        self._waits = policy == "wait"
+        self._drop_oldest = policy == "drop_oldest"
+        self._stuck = False  # a local wait for room timed out: drop at once until there is room
+        self._room: collections.deque[asyncio.Future[None]] = collections.deque()  # local callers waiting
         self.address = address
         self.handler = handler
         self._host = host
@@ -111,17 +125,25 @@ class Registration:
         """Return the tasks running this handler now (what ``drain()`` waits for)."""
         return self._tasks
 
+    @property
+    def waits(self) -> bool:
+        """Tell whether a local caller should wait for room (:meth:`put`) when :meth:`deliver` refused."""
+        return self._waits and not self._stuck
+
     def deliver(self, item: Item) -> bool:
-        """Queue one message; return False (and drop it) if the backlog is full."""
+        """Queue one message without waiting; return False if the backlog is full and it was not queued.
+
+        Under ``drop_oldest`` a full backlog drops its oldest message instead
+        (answering it at once if it is a request), and the new one is queued.
+        """
         backlog = self._backlog
         if len(backlog) >= self._max_queue:
-            if not self._overflowing:
-                self._overflowing = True
-                logger.warning(
-                    "consumer %s at %r is overflowing (%d queued): dropping messages",
-                    handler_name(self.handler), self.address, len(backlog),
-                )
-            return False
+            if not self._drop_oldest:
+                if not self.waits:
+                    self.overflow_warning()
+                return False  # under "wait", a local caller waits (put) and a network caller drops
+            self.overflow_warning()
+            self._evict(backlog.popleft())
         backlog.append(item)
         runners = self._runners
         # Start a runner if none is going, or if every runner is suspended inside
@@ -129,6 +151,71 @@ class Registration:
         if runners == 0 or (self._busy == runners and runners < self._concurrency):
             self._spawn()
         return True
+
+    def overflow_warning(self) -> None:
+        """Log, once per episode, that this handler's full backlog drops messages."""
+        if not self._overflowing:
+            self._overflowing = True
+            logger.warning("consumer %s at %r is overflowing (%d queued): dropping messages",
+                           handler_name(self.handler), self.address, len(self._backlog))
+
+    def _evict(self, old: Item) -> None:
+        host = self._host
+        host.counters.count("dropped.overflow")
+        cid = old[4]
+        if cid is not None:
+            host.counters.count("failures.overflow")
+            task = asyncio.get_running_loop().create_task(host.replies.answer(
+                cid, old[5], "fail", None, 503, f"the consumer of {self.address!r} is overloaded; the request was"
+                " dropped", "Overloaded"))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def put(self, item: Item) -> bool:
+        """Queue ``item`` once the backlog has room, waiting at most ``overflow_timeout`` (and the item's deadline).
+
+        For local callers under the ``wait`` policy, after :meth:`deliver`
+        refused. Return False if no room came in time: the item is not queued.
+        If the whole ``overflow_timeout`` passed, later messages drop at once
+        until the backlog has room again.
+        """
+        limit = self._overflow_timeout
+        if item[8] is not None:
+            limit = min(limit, item[8] - now())
+        backlog = self._backlog
+        if len(backlog) >= self._max_queue and limit > 0:
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._room.append(room)
+            try:
+                async with asyncio.timeout(limit):
+                    await room
+            except TimeoutError:
+                pass
+            finally:
+                if not room.done():
+                    room.cancel()
+            if not room.done() or room.cancelled():
+                if limit == self._overflow_timeout and not self._stuck:
+                    self._stuck = True
+                    logger.warning("consumer %s at %r stayed full for %s s: dropping messages until it has room",
+                                   handler_name(self.handler), self.address, limit)
+                return False
+        elif len(backlog) >= self._max_queue:
+            return False
+        backlog.append(item)
+        if self._runners == 0 or (self._busy == self._runners and self._runners < self._concurrency):
+            self._spawn()
+        return True
+
+    def _freed(self) -> None:
+        """A message left the backlog: wake the first local caller waiting for room."""
+        self._stuck = False
+        room = self._room
+        while room:
+            waiter = room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _check_suspended(self) -> None:
         self._check_scheduled = False
@@ -154,6 +241,8 @@ class Registration:
         try:
             while backlog:
                 item = backlog.popleft()
+                if self._room or self._stuck:
+                    self._freed()
                 if backlog and not self._check_scheduled and self._runners < self._concurrency:
                     # If this handler suspends, a sibling should take the next message
                     # meanwhile. Look on the next loop turn: a handler that never
@@ -238,8 +327,11 @@ class Registration:
                 msg = make_message(body, self.address, headers, msg_id, cid, reply_to, sender, timestamp, answer)
                 args = (msg,)
                 if mode == PASS_INLINE:
-                    # Internal sinks (streams) take the message and answer it themselves.
-                    self.handler(msg)
+                    # Internal sinks (streams) take the message and answer it themselves;
+                    # a full stream that waits returns what to await before the next one.
+                    held = self.handler(msg)
+                    if held is not None:
+                        await held
                     return
             if self._is_async:
                 result = await self.handler(*args)

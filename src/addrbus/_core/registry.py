@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
-from .handlers import PASS_INLINE, inspect_handler
+from .handlers import DEFAULT_OVERFLOW_TIMEOUT, PASS_INLINE, Overflow, inspect_handler
 from .outbound import check_loop
 from .registration import Registration
 
@@ -48,7 +48,8 @@ class Registry:
         self._abandoned: set[asyncio.Task[None]] = set()  # RecipientGone answers for requests stop() gave up on
 
     def register(self, address: Any, handler: Callable[..., Any], body_default: bool, max_queue: int | None,
-                 concurrency: int | None, localns: dict[str, Any] | None) -> Registration:
+                 concurrency: int | None, localns: dict[str, Any] | None,
+                 overflow: Overflow | None = None) -> Registration:
         """Register ``handler`` at ``address``, called as its signature asks.
 
         :raises ValueError: for a bad address.
@@ -56,15 +57,18 @@ class Registry:
         :raises BusError: when called on a running bus from outside its event loop.
         """
         pass_mode, spec = inspect_handler(handler, body_default, localns)
-        return self._add(address, handler, pass_mode, spec, max_queue, concurrency)
+        return self._add(address, handler, pass_mode, spec, max_queue, concurrency, overflow)
 
-    def register_sink(self, address: str, sink: Callable[[Message[Any]], None], spec: BodySpec,
-                      max_queue: int) -> Registration:
-        """Register a stream's ``sink``: it takes each Message inline, typed by ``spec``."""
-        return self._add(address, sink, PASS_INLINE, spec, max_queue, 1)
+    def register_sink(self, address: str, sink: Callable[[Message[Any]], Any], spec: BodySpec,
+                      max_queue: int, overflow: Overflow | None = None) -> Registration:
+        """Register a stream's ``sink``: it takes each Message inline, typed by ``spec``.
+
+        The sink returns None, or an awaitable that holds the next message back (a full stream that waits).
+        """
+        return self._add(address, sink, PASS_INLINE, spec, max_queue, 1, overflow)
 
     def _add(self, address: Any, handler: Callable[..., Any], pass_mode: int, spec: BodySpec,
-             max_queue: int | None, concurrency: int | None) -> Registration:
+             max_queue: int | None, concurrency: int | None, overflow: Overflow | None = None) -> Registration:
         addr = address_of(address)
         if self.node.running:
             # Peers must hear of the new handler, which takes the bus's loop.
@@ -72,6 +76,7 @@ class Registry:
         reg = Registration(
             self, addr, handler, pass_mode=pass_mode, spec=spec,
             max_queue=max_queue or self.max_queue, concurrency=concurrency or self.concurrency,
+            overflow=overflow or ("wait", DEFAULT_OVERFLOW_TIMEOUT),
         )
         self._router.add_local(reg)
         self._membership.changed(addr)
@@ -79,14 +84,15 @@ class Registry:
 
     def decorator_or_registration(self, address: Any, handler: Callable[..., Any] | None, body_default: bool,
                                   max_queue: int | None, concurrency: int | None,
-                                  localns: dict[str, Any]) -> Callable[[F], F] | Registration:
+                                  localns: dict[str, Any], overflow: Overflow | None = None,
+                                  ) -> Callable[[F], F] | Registration:
         """Register ``handler`` now, or (``handler`` None) return a decorator that registers its function."""
         if handler is not None:
-            return self.register(address, handler, body_default, max_queue, concurrency, localns)
+            return self.register(address, handler, body_default, max_queue, concurrency, localns, overflow)
         address_of(address)  # fail at the decorator line, not later
 
         def decorate(fn: F) -> F:
-            reg = self.register(address, fn, body_default, max_queue, concurrency, localns)
+            reg = self.register(address, fn, body_default, max_queue, concurrency, localns, overflow)
             try:
                 fn.registration = reg  # type: ignore[attr-defined]
             except (AttributeError, TypeError):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._exceptions import BusNotRunning
 from .._wire.bodies import BodySpec, spec_for
+from .handlers import DEFAULT_OVERFLOW_TIMEOUT, Overflow
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -28,8 +29,8 @@ class StreamHost(Protocol):
     #: Called when the bus stops, so that a stream waiting for a message wakes up.
     wakers: set[Callable[[], None]]
 
-    def register_sink(self, address: str, sink: Callable[[Message[Any]], None], spec: BodySpec,
-                      max_queue: int) -> Registration:
+    def register_sink(self, address: str, sink: Callable[[Message[Any]], Any], spec: BodySpec,
+                      max_queue: int, overflow: Overflow | None = None) -> Registration:
         """Register ``sink`` to take each Message at ``address`` inline, typed by ``spec``."""
 
 
@@ -44,7 +45,7 @@ class Stream:
     """
 
     def __init__(self, host: StreamHost, address: str, body_type: Any, max_queue: int,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, overflow: Overflow = ("wait", DEFAULT_OVERFLOW_TIMEOUT)) -> None:
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValueError(f"limit must be a positive int or None, not {limit!r}")
         self.address = address
@@ -55,21 +56,49 @@ class Stream:
         self._ready = asyncio.Event()
         self._reg: Registration | None = None
         self._limit = limit
+        self._overflow = overflow
+        self._space: asyncio.Future[None] | None = None  # holds the registration back while the stream is full
         self._taken = 0  # messages received, towards the limit
         self._yielded = 0
         self.dropped = 0
+        self._failing: set[asyncio.Task[None]] = set()
 
-    def _push(self, msg: Message[Any]) -> None:
-        if len(self._items) >= self._max_queue:
-            self.dropped += 1
-            self._host.counters.count("dropped.overflow")
-            return
-        self._items.append(msg)
+    def _push(self, msg: Message[Any]) -> asyncio.Future[None] | None:
+        items = self._items
+        if len(items) >= self._max_queue:
+            policy = self._overflow[0]
+            if policy == "drop_new":
+                self._drop(msg)
+                return None
+            if policy == "drop_oldest":
+                self._drop(items.popleft())
+        items.append(msg)
         self._ready.set()
         self._taken += 1
         if self._limit is not None and self._taken >= self._limit:
             # Enough: stop taking messages now, so sends go to other handlers.
             asyncio.get_running_loop().call_soon(self.close)
+        elif len(items) >= self._max_queue and self._overflow[0] == "wait":
+            # Full: hold the next message back until get() takes one; the
+            # registration's backlog fills, and local senders wait for room there.
+            self._space = asyncio.get_running_loop().create_future()
+            return self._space
+        return None
+
+    def _drop(self, msg: Message[Any]) -> None:
+        self.dropped += 1
+        self._host.counters.count("dropped.overflow")
+        if msg.reply_to is not None and msg.correlation_id is not None:
+            self._host.counters.count("failures.overflow")
+            task = asyncio.get_running_loop().create_task(
+                msg.fail(503, f"the stream at {self.address!r} is full; the request was dropped"))
+            self._failing.add(task)
+            task.add_done_callback(self._failing.discard)
+
+    def _release(self) -> None:
+        space, self._space = self._space, None
+        if space is not None and not space.done():
+            space.set_result(None)
 
     @property
     def exhausted(self) -> bool:
@@ -79,11 +108,12 @@ class Stream:
     def _open(self) -> None:
         if self._reg is None and not (self._limit is not None and self._taken >= self._limit):
             host = self._host
-            self._reg = host.register_sink(self.address, self._push, self._spec, self._max_queue)
+            self._reg = host.register_sink(self.address, self._push, self._spec, self._max_queue, self._overflow)
             host.wakers.add(self._ready.set)
 
     def close(self) -> None:
         """Unregister; messages already received can still be read."""
+        self._release()
         if self._reg is not None:
             self._host.wakers.discard(self._ready.set)
             self._reg.unregister()
@@ -127,4 +157,6 @@ class Stream:
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
         self._yielded += 1
+        if self._space is not None:
+            self._release()
         return self._items.popleft()

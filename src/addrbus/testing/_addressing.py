@@ -144,3 +144,30 @@ class AddressingCases:
             with pytest.raises(ValueError, match="node id"):
                 await client.send(address, 1, node=bad)
 
+    async def test_frames_from_other_nodes_never_wait_for_a_full_backlog(self, nodes: Nodes, address: str) -> None:
+        server, client = await nodes()
+        entered, release = asyncio.Event(), asyncio.Event()
+        got: list[int] = []
+
+        @server.on(address, max_queue=5, concurrency=1)  # overflow "wait": only local callers wait
+        async def slow(n: int) -> None:
+            entered.set()
+            await release.wait()
+            got.append(n)
+
+        await self.started(server, client)
+        await self.until_routed(client, address, 1)
+        await client.send(address, -1)
+        await asyncio.wait_for(entered.wait(), WAIT)  # the handler is busy: from here its backlog only fills
+        for n in range(20):
+            await client.send(address, n)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while server.stats().get("dropped.overflow", 0) < 15:  # a bounded poll: frames arrive when they do
+            assert loop.time() < deadline, server.stats()
+            await asyncio.sleep(0.01)
+        release.set()
+        await server.drain()
+        assert got == [-1, 0, 1, 2, 3, 4]
+        assert server.stats()["dropped.overflow"] == 15
+
