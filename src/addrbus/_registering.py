@@ -17,6 +17,7 @@ from ._core.outbound import MAX_TIMEOUT
 from ._core.stream import Stream
 from ._exceptions import BusNotRunning, RequestTimeout
 from ._jobs import JobScheduler
+from ._patterns import check_registered
 
 if TYPE_CHECKING:
     from ._core.membership import Membership
@@ -115,7 +116,8 @@ class Registering:
             ValueError: for a bad address, or a ``limit`` that is not a positive int.
             ConfigError: for a bad ``overflow`` setting.
         """
-        return Stream(self._in, address_of(address), body_type, max_queue or self._in.max_queue, limit,
+        addr = check_registered(address_of(address))
+        return Stream(self._in, addr, body_type, max_queue or self._in.max_queue, limit,
                       check_overflow(overflow, overflow_timeout))
 
     @overload
@@ -140,7 +142,7 @@ class Registering:
         """
         if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
             raise ValueError(f"timeout must be a positive, finite number of seconds, at most {MAX_TIMEOUT:,}")
-        addr = address_of(address)
+        addr = check_registered(address_of(address))
         if not self.running:
             raise BusNotRunning("the bus is not running: use 'async with bus:' or 'await bus.start()' first")
         loop = asyncio.get_running_loop()

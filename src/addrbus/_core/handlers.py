@@ -15,6 +15,13 @@ from .._wire.bodies import ANY_SPEC, BodySpec, spec_for
 # reply_to, sender, timestamp, deadline). A tuple: it is built on every delivery.
 Item = tuple[Any, bool, dict[str, str], str, "str | None", "str | None", str, float, "float | None"]
 
+
+
+def at(item: Item, address: str) -> Item:
+    """Return ``item`` with the concrete ``address`` last: what a pattern's consumer is handed."""
+    return (*item, address)  # type: ignore[return-value]
+
+
 #: How a handler is called: with no argument, the body, the Message, or (streams) the Message inline.
 PASS_NOTHING, PASS_BODY, PASS_MESSAGE, PASS_INLINE = 0, 1, 2, 3
 

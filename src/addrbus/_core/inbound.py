@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .._wire.bodies import spec_for
 from .._wire.envelope import Failure
 from .._wire.frames import FrameError
+from .handlers import at
 
 if TYPE_CHECKING:
     from .._counters import Counters
@@ -85,14 +86,15 @@ class Inbound:
             self._membership.on_ctl(env.addr, env.src, body)
             return
         addr = env.addr  # valid: Wire.open checked it (check_envelope)
+        router = self._router
         if kind == "pub":
             item: Item = (body, is_json, env.hdr, env.id, None, None, env.src, env.ts, None)
-            for reg in self._router.local.get(addr, ()):
-                if not reg.deliver(item):  # a frame from the network never waits for room
+            for reg in router.local_for(addr) if router.patterns else router.local.get(addr, ()):
+                if not reg.deliver(at(item, addr) if reg.pattern else item):  # from the network: never waits
                     reg.overflow_warning()
                     self._counters.count("dropped.overflow")
             return
-        target = self._router.pick_local(addr)
+        target = router.pick_local(addr)
         cid = env.cid if kind == "req" else None
         if target is None:
             self._counters.count("dropped.no_handlers")
@@ -101,7 +103,7 @@ class Inbound:
                                                 "NO_HANDLERS"))
             return
         item = (body, is_json, env.hdr, env.id, cid, env.rto, env.src, env.ts, env.dl)
-        if not target.deliver(item):
+        if not target.deliver(at(item, addr) if target.pattern else item):
             target.overflow_warning()
             self._counters.count("dropped.overflow")
             if cid is not None:

@@ -21,8 +21,10 @@ from .._exceptions import (
     TransportError,
 )
 from .._ids import now
+from .._patterns import check_concrete
 from .._wire.bodies import spec_for
 from .._wire.envelope import Envelope, check_headers, make_envelope
+from .handlers import at
 
 if TYPE_CHECKING:
     from .._counters import Counters
@@ -93,6 +95,8 @@ class Outbound:
         #: Full local backlogs (policy ``wait``) the last publish or request met; see :meth:`wait_blocked`.
         #: Filled and emptied by one caller with no await between, so callers never share it.
         self.blocked: list[tuple[Registration, Item]] = []
+        #: The last publish and the nodes that consume only a matching pattern; see :meth:`send_copies`.
+        self.copies: tuple[Envelope, list[str]] | None = None
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer`` for every publish, send and request; return a function that removes it."""
@@ -132,9 +136,12 @@ class Outbound:
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
+        if "*" in addr or ">" in addr:
+            check_concrete(addr)
         if to is not None:
             return self._publish_to(addr, body, hdrs, check_node(to))
-        if require_handlers and addr not in self._router.local and addr not in self._router.remote:
+        router = self._router
+        if require_handlers and not router.count(addr):
             self._counters.count("failures.no_handlers")
             raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
         if self._observers:
@@ -142,22 +149,39 @@ class Outbound:
         msg_id = node.next_id()
         ts = now()
         self._counters.published += 1
-        router = self._router
-        regs = router.local.get(addr)
+        regs = router.local_for(addr) if router.patterns else router.local.get(addr)
         if regs:
             item = (body, False, hdrs, msg_id, None, None, node.id, ts, None)
             for reg in regs:
-                if not reg.deliver(item):
-                    self._full(reg, item)
-        if addr in router.remote:
-            return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts, hdr=hdrs)
+                one = at(item, addr) if reg.pattern else item
+                if not reg.deliver(one):
+                    self._full(reg, one)
+        copies = router.pattern_nodes(addr) if router.patterns else None
+        if copies:
+            # Nodes that consume only a matching pattern get their own copy: the
+            # engine routes by exact address. A node with both hears the exact one.
+            exact = router.remote.get(addr, {})
+            copies = {n for n in copies if n not in exact}
+        if addr in router.remote or copies:
+            env = make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts, hdr=hdrs)
+            if copies:
+                self.copies = (env, sorted(copies))
+            return env if addr in router.remote else None
         return None
+
+    async def send_copies(self, body: Any) -> None:
+        """Send the last publish to the nodes that consume only a pattern matching its address."""
+        copies, self.copies = self.copies, None
+        if copies is not None:
+            env, nodes = copies
+            for node in nodes:
+                await self._wire.unicast(node, env, body)
 
     def _publish_to(self, addr: str, body: Any, hdrs: dict[str, str], to: str) -> Envelope | None:
         node = self._node
         router = self._router
         here = to == node.id
-        if not (router.local.get(addr) if here else router.remote.get(addr, {}).get(to)):
+        if not (router.local_for(addr) if here else self._target_on(addr, to)):
             self._counters.count("failures.no_handlers")
             raise NoHandlers(f"node {to} has no handlers for address {addr!r}", code=-1)
         if self._observers:
@@ -166,9 +190,10 @@ class Outbound:
         self._counters.published += 1
         if here:
             item = (body, False, hdrs, msg_id, None, None, node.id, now(), None)
-            for reg in router.local[addr]:
-                if not reg.deliver(item):
-                    self._full(reg, item)
+            for reg in router.local_for(addr):
+                one = at(item, addr) if reg.pattern else item
+                if not reg.deliver(one):
+                    self._full(reg, one)
             return None
         return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, dst=to, ts=now(),
                              hdr=hdrs)
@@ -198,11 +223,22 @@ class Outbound:
                     f"the consumer of {reg.address!r} is overloaded; the request was dropped", code=503,
                     remote_type="Overloaded"))
 
+    def _by_pattern(self, addr: str) -> bool:
+        """Tell whether a pattern consumer matches ``addr``: then the bus picks the node, not the engine.
+
+        The engine routes by exact address, and would hand a send to one
+        consumer of the address and one of each matching pattern.
+        """
+        router = self._router
+        return bool(router.patterns) and bool(router.matching(addr))
+
     def _target_on(self, addr: str, to: str) -> Target | None:
         """Return the consumer of ``addr`` on node ``to`` only (a local one, or that node's id), or None."""
+        router = self._router
         if to == self._node.id:
-            return self._router.pick_local(addr)
-        return to if self._router.remote.get(addr, {}).get(to) else None
+            return router.pick_local(addr)
+        held = router.remote.get(addr, {}).get(to) or (router.patterns and to in router.pattern_nodes(addr))
+        return to if held else None
 
     async def send(self, address: Any, body: Any, headers: dict[str, str] | None, to: str | None = None) -> None:
         """Deliver to exactly one handler in the whole bus."""
@@ -213,6 +249,8 @@ class Outbound:
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
+        if "*" in addr or ">" in addr:
+            check_concrete(addr)
         if self._observers:
             self._notify("send", addr, body, hdrs)
         target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
@@ -223,7 +261,8 @@ class Outbound:
         self._counters.sent += 1
         msg_id = node.next_id()
         if isinstance(target, str):
-            if self._by_engine and to is None:  # the engine picks the node: one that died is never it
+            if self._by_engine and to is None and not self._by_pattern(addr):
+                # The engine picks the node: one that died is never it.
                 env = make_envelope(kind="send", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=now(),
                                     hdr=hdrs)
                 await self._wire.send_any(env, body)
@@ -234,7 +273,9 @@ class Outbound:
                 self._node_gone(target, "its inbox has no listener")
                 raise RecipientGone(f"the node consuming {addr!r} is gone")
         else:
-            item = (body, False, hdrs, msg_id, None, None, node.id, now(), None)
+            item: Item = (body, False, hdrs, msg_id, None, None, node.id, now(), None)
+            if target.pattern:
+                item = at(item, addr)
             if not target.deliver(item) and not (target.waits and await target.put(item)):
                 self._counters.count("dropped.overflow")
 
@@ -253,6 +294,8 @@ class Outbound:
         if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
             raise ValueError(f"timeout must be a positive, finite number of seconds, at most {MAX_TIMEOUT:,}")
         hdrs = check_headers(headers) if headers else {}
+        if "*" in addr or ">" in addr:
+            check_concrete(addr)
         if self._observers:
             self._notify("request", addr, body, hdrs)
         if response_type is None and isinstance(address, TypedAddress):
@@ -269,14 +312,16 @@ class Outbound:
         pending = self._pending
         t = now()
         if isinstance(target, str):
-            if self._by_engine and to is None:
+            if self._by_engine and to is None and not self._by_pattern(addr):
                 target = ANY_NODE  # the engine picks it; nobody can say which node owes the reply
             future = pending.add(cid, timeout, target, spec, addr)
             env = make_envelope(kind="req", ns=node.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
                                 src=node_id, dst=target or None, dl=t + timeout, ts=t, hdr=hdrs)
             return cid, future, (target, env, body)
         future = pending.add(cid, timeout, node_id, spec, addr)
-        item = (body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)
+        item: Item = (body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)
+        if target.pattern:
+            item = at(item, addr)
         if not target.deliver(item):
             if target.waits:
                 self.blocked.append((target, item))  # the caller waits for room: wait_blocked()

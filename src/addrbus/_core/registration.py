@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._exceptions import ConfigError
 from .._ids import now
 from .._message import make_message
+from .._patterns import is_pattern
 from .._threads import run_in_thread
 from .._wire.bodies import BodyInvalid, BodySpec
 from .handlers import (
@@ -90,6 +91,8 @@ class Registration:
         self._stuck = False  # a local wait for room timed out: drop at once until there is room
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()  # local callers waiting
         self.address = address
+        #: A pattern's items carry the concrete address last (``(*item, address)``).
+        self.pattern = is_pattern(address)
         self.handler = handler
         self._host = host
         self._pass = pass_mode
@@ -296,6 +299,9 @@ class Registration:
             self._runners -= 1
 
     async def _invoke(self, item: Item) -> None:
+        address = self.address
+        if self.pattern:
+            address, item = item[9], item[:9]  # type: ignore[misc]
         body, is_json, headers, msg_id, cid, reply_to, sender, timestamp, deadline = item
         host = self._host
         if deadline is not None and deadline < now():
@@ -324,7 +330,7 @@ class Registration:
                 args = ()
             else:
                 answer = None if cid is None else _Answer(replies, cid, reply_to)
-                msg = make_message(body, self.address, headers, msg_id, cid, reply_to, sender, timestamp, answer)
+                msg = make_message(body, address, headers, msg_id, cid, reply_to, sender, timestamp, answer)
                 args = (msg,)
                 if mode == PASS_INLINE:
                     # Internal sinks (streams) take the message and answer it themselves;

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
+from .._patterns import check_registered
 from .handlers import DEFAULT_OVERFLOW_TIMEOUT, PASS_INLINE, Overflow, inspect_handler
 from .outbound import check_loop
 from .registration import Registration
@@ -69,7 +70,7 @@ class Registry:
 
     def _add(self, address: Any, handler: Callable[..., Any], pass_mode: int, spec: BodySpec,
              max_queue: int | None, concurrency: int | None, overflow: Overflow | None = None) -> Registration:
-        addr = address_of(address)
+        addr = check_registered(address_of(address))
         if self.node.running:
             # Peers must hear of the new handler, which takes the bus's loop.
             check_loop(self.node)
@@ -89,7 +90,7 @@ class Registry:
         """Register ``handler`` now, or (``handler`` None) return a decorator that registers its function."""
         if handler is not None:
             return self.register(address, handler, body_default, max_queue, concurrency, localns, overflow)
-        address_of(address)  # fail at the decorator line, not later
+        check_registered(address_of(address))  # fail at the decorator line, not later
 
         def decorate(fn: F) -> F:
             reg = self.register(address, fn, body_default, max_queue, concurrency, localns, overflow)

@@ -7,8 +7,12 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
+from .._patterns import is_pattern, matches
+
 if TYPE_CHECKING:
     from .registration import Registration
+
+MAX_MATCHES = 4096  # concrete addresses whose matching patterns are kept ready
 
 Target = Union["Registration", str]  # a local registration, or a remote node id
 #: One address's consumers: each target once, where each one's turns end (cumulative weights), all turns.
@@ -33,13 +37,54 @@ class Router:
         self._targets: dict[str, Targets] = {}
         self._turn: dict[str, int] = {}
         self._local_turn: dict[str, int] = {}
+        #: Every pattern consumed here or on a known node, split into tokens.
+        self.patterns: dict[str, tuple[str, ...]] = {}
+        self._matches: dict[str, tuple[str, ...]] = {}  # concrete address -> the patterns matching it
         self._changes: asyncio.Event | None = None  # set on the next change, for wait_for_count
         #: Called after every change of who consumes what.
         self.on_change: Callable[[], None] | None = None
 
     def _changed(self, address: str) -> None:
         self._targets.pop(address, None)
+        self._track(address)
         self._wake()
+
+    def _track(self, address: str) -> None:
+        """Keep :attr:`patterns` in step after ``address`` came or went, here or on a node."""
+        held = address in self.local or address in self.remote
+        if held == (address in self.patterns) or not is_pattern(address):
+            return
+        if held:
+            self.patterns[address] = tuple(address.split("."))
+        else:
+            del self.patterns[address]
+        self._matches.clear()
+        self._targets.clear()
+
+    def matching(self, address: str) -> tuple[str, ...]:
+        """Return the patterns (consumed anywhere) that the concrete ``address`` matches."""
+        found = self._matches.get(address)
+        if found is None:
+            tokens = address.split(".")
+            found = tuple(p for p, pattern in self.patterns.items() if matches(pattern, tokens))
+            if len(self._matches) >= MAX_MATCHES:
+                self._matches.clear()  # addresses come from the network too: keep it bounded
+            self._matches[address] = found
+        return found
+
+    def local_for(self, address: str) -> list[Registration]:
+        """Return the local consumers of the concrete ``address``: exact ones, then those of matching patterns."""
+        regs = self.local.get(address, [])
+        if not self.patterns:
+            return regs
+        found = self.matching(address)
+        if not found:
+            return regs
+        return [*regs, *(reg for pattern in found for reg in self.local.get(pattern, ()))]
+
+    def pattern_nodes(self, address: str) -> set[str]:
+        """Return the other nodes that consume a pattern matching the concrete ``address``."""
+        return {node for pattern in self.matching(address) for node in self.remote.get(pattern, ())}
 
     def _wake(self) -> None:
         if self.on_change is not None:
@@ -84,6 +129,7 @@ class Router:
         targets = self._targets
         for address in old.keys() | counts.keys():
             targets.pop(address, None)
+            self._track(address)
         self._wake()
 
     def update_node(self, node: str, added: dict[str, int], removed: list[str]) -> None:
@@ -99,11 +145,13 @@ class Router:
                     if not by_node:
                         del remote[address]
                 self._targets.pop(address, None)
+                self._track(address)
         for address, count in added.items():
             if count > 0:
                 held[address] = count
                 remote.setdefault(address, {})[node] = count
                 self._targets.pop(address, None)
+                self._track(address)
         self.remote_entries += len(held) - before
         self._wake()
 
@@ -121,6 +169,8 @@ class Router:
         self.nodes.clear()
         self.remote_entries = 0
         self._targets.clear()
+        self.patterns = {p: t for p, t in self.patterns.items() if p in self.local}
+        self._matches.clear()
         self._wake()
 
     def counts(self) -> dict[str, int]:
@@ -131,17 +181,27 @@ class Router:
         return counts
 
     def count(self, address: str) -> int:
-        """Return how many handlers consume ``address`` across the bus."""
-        return len(self.local.get(address, ())) + sum(self.remote.get(address, {}).values())
+        """Return how many handlers consume ``address`` across the bus (a concrete one's patterns included)."""
+        found = len(self.local.get(address, ())) + sum(self.remote.get(address, {}).values())
+        if self.patterns and not is_pattern(address):
+            for pattern in self.matching(address):
+                found += len(self.local.get(pattern, ())) + sum(self.remote.get(pattern, {}).values())
+        return found
 
     def pick(self, address: str) -> Target | None:
         """Return the next consumer of ``address`` across the bus, or None."""
         entry = self._targets.get(address)
         if entry is None:
-            targets: list[Target] = list(self.local.get(address, ()))
+            targets: list[Target] = list(self.local_for(address))
             ends = list(range(1, len(targets) + 1))
             total = len(targets)
-            for node, count in sorted(self.remote.get(address, {}).items()):
+            by_node = self.remote.get(address, {})
+            if self.patterns and self.matching(address):
+                by_node = dict(by_node)
+                for pattern in self.matching(address):
+                    for node, count in self.remote.get(pattern, {}).items():
+                        by_node[node] = by_node.get(node, 0) + count
+            for node, count in sorted(by_node.items()):
                 total += count
                 targets.append(node)
                 ends.append(total)
@@ -155,8 +215,8 @@ class Router:
         return targets[bisect_right(ends, turn % total)]
 
     def pick_local(self, address: str) -> Registration | None:
-        """Return the next local consumer of ``address``, or None."""
-        regs = self.local.get(address)
+        """Return the next local consumer of ``address`` (exact or by a pattern), or None."""
+        regs = self.local_for(address) if self.patterns else self.local.get(address)
         if not regs:
             return None
         turn = self._local_turn.get(address, 0)

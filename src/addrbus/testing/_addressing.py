@@ -171,3 +171,42 @@ class AddressingCases:
         assert got == [-1, 0, 1, 2, 3, 4]
         assert server.stats()["dropped.overflow"] == 15
 
+    async def test_patterns_and_exact_consumers_share_an_address(self, nodes: Nodes, address: str) -> None:
+        one, many, client = await nodes(3)  # "a.*" on one node, "a.>" and the exact address on another
+        base = address.replace(".", "-")
+        star, rest, exact = f"{base}.*", f"{base}.>", f"{base}.kitchen"
+        heard: asyncio.Queue[tuple[str, str, int]] = asyncio.Queue()
+
+        def handler(name: str) -> Callable[[Message[int]], Awaitable[str]]:
+            async def handle(msg: Message[int]) -> str:
+                heard.put_nowait((name, msg.address, msg.body))
+                return name
+            return handle
+
+        one.consumer(star, handler("star"))
+        many.consumer(rest, handler("rest"))
+        many.consumer(exact, handler("exact"))
+        await self.started(one, many, client)
+        await self.until_routed(client, exact, 3)  # an exact address counts the patterns it matches
+        await self.until_routed(client, f"{base}.kitchen.temp", 1)
+        await client.publish(exact, 1)
+        await client.publish(f"{base}.kitchen.temp", 2)  # "a.*" is one token only
+        await client.publish(f"{base}.hall", 3)
+        got = sorted([await asyncio.wait_for(heard.get(), WAIT) for _ in range(6)])
+        assert got == sorted([("star", exact, 1), ("rest", exact, 1), ("exact", exact, 1),
+                              ("rest", f"{base}.kitchen.temp", 2), ("star", f"{base}.hall", 3),
+                              ("rest", f"{base}.hall", 3)])
+        replies = [await client.request(exact, 0, timeout=WAIT) for _ in range(6)]
+        assert sorted(replies) == ["exact", "exact", "rest", "rest", "star", "star"]  # round-robin over all three
+        for _ in range(6):
+            await asyncio.wait_for(heard.get(), WAIT)
+        assert client.consumers() == {star: 1, rest: 1, exact: 1}
+        with pytest.raises(NoHandlers):
+            await client.send(base, 1)  # "a.>" needs at least one more token
+        for bad in (star, rest, f"{base}.*.x"):
+            with pytest.raises(ValueError, match="pattern"):
+                await client.publish(bad, 1)
+            with pytest.raises(ValueError, match="pattern"):
+                await client.request(bad, 1, timeout=WAIT)
+        assert heard.empty()
+

@@ -1,0 +1,52 @@
+"""Address patterns: tokens separated by ``.``; ``*`` matches one token, a last ``>`` one or more (NATS rules)."""
+
+from __future__ import annotations
+
+WILDCARDS = frozenset({"*", ">"})
+
+
+def is_pattern(address: str) -> bool:
+    """Tell whether ``address`` (already checked by ``address_of``) is a pattern: a ``*`` or ``>`` token."""
+    if "*" not in address and ">" not in address:
+        return False
+    return any(token in WILDCARDS for token in address.split("."))
+
+
+def check_registered(address: str) -> str:
+    """Return ``address`` if it may be consumed: an exact address, or a well-formed pattern.
+
+    :raises ValueError: for a ``*`` or ``>`` inside a token (``a*``), ``>`` before the last
+        token, or (in a pattern) an empty token (``a..*``).
+    """
+    if "*" not in address and ">" not in address:
+        return address
+    tokens = address.split(".")
+    for i, token in enumerate(tokens):
+        if token not in WILDCARDS and ("*" in token or ">" in token):
+            raise ValueError(f"a pattern's '*' or '>' must be a whole token, not part of {token!r} in {address!r}")
+        if token == ">" and i != len(tokens) - 1:
+            raise ValueError(f"'>' must be a pattern's last token: {address!r}")
+        if not token:
+            raise ValueError(f"a pattern must not have an empty token: {address!r}")
+    return address
+
+
+def check_concrete(address: str) -> str:
+    """Return ``address`` if a message may be sent to it (no ``*`` or ``>`` token).
+
+    :raises ValueError: for a pattern.
+    """
+    if is_pattern(address):
+        raise ValueError(f"cannot publish, send or request to a pattern ({address!r}): name one address")
+    return address
+
+
+def matches(pattern: tuple[str, ...], tokens: list[str]) -> bool:
+    """Tell whether the address split into ``tokens`` matches the pattern split into ``pattern``."""
+    last = len(pattern) - 1
+    for i, want in enumerate(pattern):
+        if want == ">" and i == last:
+            return len(tokens) > i
+        if i >= len(tokens) or (want != "*" and want != tokens[i]):
+            return False
+    return len(tokens) == len(pattern)
