@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from addrbus import EventBus
+from addrbus._core.routing import MAX_PATTERNS, Router
 from addrbus._patterns import check_registered, is_pattern, matches
 from tests.conftest import unique
 
@@ -78,3 +79,12 @@ async def test_wait_for_takes_a_pattern() -> None:
         await bus.publish(f"{base}.x.y", 2)
         msg = await waiting
         assert (msg.address, msg.body) == (f"{base}.x.y", 2)
+
+
+def test_patterns_from_other_nodes_are_capped() -> None:
+    router = Router()
+    router.set_node("a" * 16, {f"p{i}.*": 1 for i in range(MAX_PATTERNS + 50)})
+    assert len(router.patterns) == MAX_PATTERNS  # each new address is matched against these, no more
+    assert router.matching("p0.x") == ("p0.*",)
+    router.remove_node("a" * 16)
+    assert router.patterns == {}

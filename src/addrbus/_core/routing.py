@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from .registration import Registration
 
 MAX_MATCHES = 4096  # concrete addresses whose matching patterns are kept ready
+MAX_PATTERNS = 1024  # distinct patterns matched; more from other nodes are not (a warning says so)
+
+logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 
 Target = Union["Registration", str]  # a local registration, or a remote node id
 #: One address's consumers: each target once, where each one's turns end (cumulative weights), all turns.
@@ -40,6 +44,7 @@ class Router:
         #: Every pattern consumed here or on a known node, split into tokens.
         self.patterns: dict[str, tuple[str, ...]] = {}
         self._matches: dict[str, tuple[str, ...]] = {}  # concrete address -> the patterns matching it
+        self._patterns_full = False
         self._changes: asyncio.Event | None = None  # set on the next change, for wait_for_count
         #: Called after every change of who consumes what.
         self.on_change: Callable[[], None] | None = None
@@ -55,6 +60,13 @@ class Router:
         if held == (address in self.patterns) or not is_pattern(address):
             return
         if held:
+            if len(self.patterns) >= MAX_PATTERNS and address not in self.local:
+                # Each new address is matched against every pattern: bound what other nodes may cost us.
+                if not self._patterns_full:
+                    self._patterns_full = True
+                    logger.warning("more than %d patterns are consumed on the bus: the others' new ones are"
+                                   " not matched here", MAX_PATTERNS)
+                return
             self.patterns[address] = tuple(address.split("."))
         else:
             del self.patterns[address]
