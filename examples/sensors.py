@@ -1,10 +1,11 @@
-"""Wildcards across two processes: a dashboard hears every sensor through two patterns.
+"""Wildcards and groups across two processes: a dashboard hears every sensor through two patterns.
 
 Run it with ``python examples/sensors.py``. It starts a second process, the
 sensors, and both talk over ``udp://`` multicast on this machine only
 (interface 127.0.0.1, TTL 0), so no server is needed. The dashboard consumes
 ``sensors.*.temperature`` (one room token) and ``sensors.>`` (everything under
-``sensors``); each message says its concrete address in ``msg.address``.
+``sensors``); each message says its concrete address in ``msg.address``. Two
+archivers share the group "archive": each reading is archived once, by one of them.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ async def sensors(url: str) -> None:
     """The second process: publish each room's readings once the dashboard listens, then wait to be told."""
     bus = EventBus(url, namespace=NAMESPACE)
     async with bus:
-        # Both patterns of the dashboard match this address: two handlers.
-        await bus.wait_for_handlers("sensors.kitchen.temperature", 2, timeout=LIMIT)
+        # The dashboard's two patterns and its two archivers match this address.
+        await bus.wait_for_handlers("sensors.kitchen.temperature", 4, timeout=LIMIT)
         told = asyncio.ensure_future(bus.wait_for("demo.done", timeout=LIMIT))
         await bus.wait_for_handlers("demo.done", 1, timeout=LIMIT)  # our own wait_for is registered
         for room, celsius in READINGS.items():
@@ -45,7 +46,18 @@ async def dashboard() -> None:
     bus = EventBus(url, namespace=NAMESPACE)
     temperatures: dict[str, float] = {}
     seen: list[str] = []
+    archived: dict[str, int] = {"archiver 1": 0, "archiver 2": 0}
     complete = asyncio.Event()
+
+    def archiver(name: str) -> Any:
+        async def archive(reading: float) -> None:
+            archived[name] += 1
+            if len(seen) == 2 * len(READINGS) and sum(archived.values()) == 2 * len(READINGS):
+                complete.set()
+        return archive
+
+    bus.on("sensors.>", archiver("archiver 1"), group="archive")
+    bus.on("sensors.>", archiver("archiver 2"), group="archive")
 
     @bus.consumer("sensors.*.temperature")
     async def temperature(msg: Message[float]) -> None:
@@ -54,7 +66,7 @@ async def dashboard() -> None:
     @bus.consumer("sensors.>")
     async def everything(msg: Message[Any]) -> None:
         seen.append(msg.address)
-        if len(seen) == 2 * len(READINGS):
+        if len(seen) == 2 * len(READINGS) and sum(archived.values()) == 2 * len(READINGS):
             complete.set()
 
     async with bus:
@@ -71,6 +83,7 @@ async def dashboard() -> None:
     for room in sorted(temperatures):
         print(f"{room:<8} {temperatures[room]:5.1f} C")
     print(f"'sensors.>' heard {len(seen)} messages, e.g. {sorted(seen)[:2]}")
+    print(f"the group 'archive' archived each once: {archived}")
     if child.returncode != 0:
         raise SystemExit(f"the sensors process exited with {child.returncode}")
 

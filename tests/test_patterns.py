@@ -85,6 +85,7 @@ def test_patterns_from_other_nodes_are_capped() -> None:
     router = Router()
     router.set_node("a" * 16, {f"p{i}.*": 1 for i in range(MAX_PATTERNS + 50)})
     assert len(router.patterns) == MAX_PATTERNS  # each new address is matched against these, no more
-    assert router.matching("p0.x") == ("p0.*",)
+    some = next(iter(router.patterns))  # which ones are held depends on set order
+    assert router.matching(some.replace("*", "x")) == (some,)
     router.remove_node("a" * 16)
     assert router.patterns == {}

@@ -3,6 +3,27 @@
 from __future__ import annotations
 
 WILDCARDS = frozenset({"*", ">"})
+#: Joins an address and a group into the key a grouped consumer is registered and announced under.
+GROUP_SEP = "\u241e"
+MAX_GROUP_LENGTH = 64
+
+
+def split_key(key: str) -> tuple[str, str | None]:
+    """Return (address, group) of a registration key; group None for an ungrouped one."""
+    address, sep, group = key.partition(GROUP_SEP)
+    return address, (group if sep else None)
+
+
+def group_key(address: str, group: object) -> str:
+    """Return the key of ``address`` consumed in ``group``.
+
+    :raises ValueError: for a group that is not a non-empty str of printable characters, at most 64.
+    """
+    if type(group) is not str or not group or len(group) > MAX_GROUP_LENGTH or not group.isprintable() \
+            or GROUP_SEP in group:
+        raise ValueError(f"a group is a non-empty name of at most {MAX_GROUP_LENGTH} printable characters,"
+                         f" not {group!r}")
+    return address + GROUP_SEP + group
 
 
 def is_pattern(address: str) -> bool:
@@ -18,6 +39,8 @@ def check_registered(address: str) -> str:
     :raises ValueError: for a ``*`` or ``>`` inside a token (``a*``), ``>`` before the last
         token, or (in a pattern) an empty token (``a..*``).
     """
+    if GROUP_SEP in address:
+        raise ValueError(f"an address must not contain {GROUP_SEP!r} (it joins an address and a group)")
     if "*" not in address and ">" not in address:
         return address
     tokens = address.split(".")
@@ -36,7 +59,7 @@ def check_concrete(address: str) -> str:
 
     :raises ValueError: for a pattern.
     """
-    if is_pattern(address):
+    if is_pattern(address) or GROUP_SEP in address:
         raise ValueError(f"cannot publish, send or request to a pattern ({address!r}): name one address")
     return address
 

@@ -17,7 +17,7 @@ from ._core.outbound import MAX_TIMEOUT
 from ._core.stream import Stream
 from ._exceptions import BusNotRunning, RequestTimeout
 from ._jobs import JobScheduler
-from ._patterns import check_registered
+from ._patterns import check_registered, group_key
 
 if TYPE_CHECKING:
     from ._core.membership import Membership
@@ -51,15 +51,16 @@ class Registering:
     @overload
     def consumer(self, address: Any, handler: None = None, *, max_queue: int | None = None,
                  concurrency: int | None = None, overflow: OverflowPolicy = "wait",
-                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F]: ...
+                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT, group: str | None = None) -> Callable[[F], F]: ...
     @overload
     def consumer(self, address: Any, handler: H, *, max_queue: int | None = None,
                  concurrency: int | None = None, overflow: OverflowPolicy = "wait",
-                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Registration: ...
+                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT, group: str | None = None) -> Registration: ...
 
     def consumer(self, address: Any, handler: H | None = None, *, max_queue: int | None = None,
                  concurrency: int | None = None, overflow: OverflowPolicy = "wait",
-                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F] | Registration:
+                 overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT,
+                 group: str | None = None) -> Callable[[F], F] | Registration:
         """Register a handler at ``address``; it receives the ``Message`` (or what its annotation asks).
 
         Used as ``bus.consumer(address, handler)`` it returns the
@@ -80,31 +81,32 @@ class Registering:
         """
         localns = sys._getframe(1).f_locals  # noqa: SLF001 - the caller's names resolve its annotations
         return self._in.decorator_or_registration(address, handler, False, max_queue, concurrency, localns,
-                                                  check_overflow(overflow, overflow_timeout))
+                                                  check_overflow(overflow, overflow_timeout), group)
 
     @overload
     def on(self, address: Any, handler: None = None, *, max_queue: int | None = None,
            concurrency: int | None = None, overflow: OverflowPolicy = "wait",
-           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F]: ...
+           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT, group: str | None = None) -> Callable[[F], F]: ...
     @overload
     def on(self, address: Any, handler: H, *, max_queue: int | None = None,
            concurrency: int | None = None, overflow: OverflowPolicy = "wait",
-           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Registration: ...
+           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT, group: str | None = None) -> Registration: ...
 
     def on(self, address: Any, handler: H | None = None, *, max_queue: int | None = None,
            concurrency: int | None = None, overflow: OverflowPolicy = "wait",
-           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Callable[[F], F] | Registration:
+           overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT,
+           group: str | None = None) -> Callable[[F], F] | Registration:
         """Register a handler at ``address`` that receives the body, typed by its annotation.
 
         As :meth:`consumer`, but an unannotated parameter gets the body, not the Message.
         """
         localns = sys._getframe(1).f_locals  # noqa: SLF001 - the caller's names resolve its annotations
         return self._in.decorator_or_registration(address, handler, True, max_queue, concurrency, localns,
-                                                  check_overflow(overflow, overflow_timeout))
+                                                  check_overflow(overflow, overflow_timeout), group)
 
     def stream(self, address: Any, body_type: Any = None, *, max_queue: int | None = None,
                limit: int | None = None, overflow: OverflowPolicy = "wait",
-               overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT) -> Stream:
+               overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT, group: str | None = None) -> Stream:
         """Return an async iterator of the messages at ``address``; unregisters when left.
 
         Use as ``async with bus.stream(a) as messages: async for msg in messages``
@@ -117,8 +119,10 @@ class Registering:
             ConfigError: for a bad ``overflow`` setting.
         """
         addr = check_registered(address_of(address))
+        if group is not None:
+            group_key(addr, group)  # refuse a bad group here, not when the stream opens
         return Stream(self._in, addr, body_type, max_queue or self._in.max_queue, limit,
-                      check_overflow(overflow, overflow_timeout))
+                      check_overflow(overflow, overflow_timeout), group)
 
     @overload
     async def wait_for(self, address: Any, *, timeout: float = 30.0, body_type: type[T],

@@ -59,8 +59,8 @@ class Sending:
                 await self._wire.publish(env, body)
             else:
                 await self._wire.unicast(env.dst, env, body)
-        if out.copies is not None:
-            await out.send_copies(body)  # to nodes that consume only a pattern matching the address
+        if out.fanout.copies is not None:
+            await out.fanout.send_copies(body)  # to pattern consumers' nodes and groups' picks
 
     async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
                    node: str | None = None) -> None:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .._patterns import GROUP_SEP, split_key
 from .._wire.bodies import spec_for
 from .._wire.envelope import Failure
 from .._wire.frames import FrameError
@@ -89,6 +90,15 @@ class Inbound:
         router = self._router
         if kind == "pub":
             item: Item = (body, is_json, env.hdr, env.id, None, None, env.src, env.ts, None)
+            if GROUP_SEP in addr:  # a publish for one consumer of a group here
+                base, group = split_key(addr)
+                one = router.pick_local_group(base, group or "")
+                if one is None:
+                    self._counters.count("dropped.no_handlers")
+                elif not one.deliver(at(item, base)):
+                    one.overflow_warning()
+                    self._counters.count("dropped.overflow")
+                return
             for reg in router.local_for(addr) if router.patterns else router.local.get(addr, ()):
                 if not reg.deliver(at(item, addr) if reg.pattern else item):  # from the network: never waits
                     reg.overflow_warning()

@@ -24,6 +24,7 @@ from .._ids import now
 from .._patterns import check_concrete
 from .._wire.bodies import spec_for
 from .._wire.envelope import Envelope, check_headers, make_envelope
+from .fanout import Fanout
 from .handlers import at
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ class Outbound:
         #: Full local backlogs (policy ``wait``) the last publish or request met; see :meth:`wait_blocked`.
         #: Filled and emptied by one caller with no await between, so callers never share it.
         self.blocked: list[tuple[Registration, Item]] = []
-        #: The last publish and the nodes that consume only a matching pattern; see :meth:`send_copies`.
-        self.copies: tuple[Envelope, list[str]] | None = None
+        #: Publishes that patterns or groups consume.
+        self.fanout = Fanout(node, router, wire, self._full)
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer`` for every publish, send and request; return a function that removes it."""
@@ -156,26 +157,12 @@ class Outbound:
                 one = at(item, addr) if reg.pattern else item
                 if not reg.deliver(one):
                     self._full(reg, one)
-        copies = router.pattern_nodes(addr) if router.patterns else None
-        if copies:
-            # Nodes that consume only a matching pattern get their own copy: the
-            # engine routes by exact address. A node with both hears the exact one.
-            exact = router.remote.get(addr, {})
-            copies = {n for n in copies if n not in exact}
-        if addr in router.remote or copies:
-            env = make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts, hdr=hdrs)
-            if copies:
-                self.copies = (env, sorted(copies))
-            return env if addr in router.remote else None
-        return None
-
-    async def send_copies(self, body: Any) -> None:
-        """Send the last publish to the nodes that consume only a pattern matching its address."""
-        copies, self.copies = self.copies, None
-        if copies is not None:
-            env, nodes = copies
-            for node in nodes:
-                await self._wire.unicast(node, env, body)
+        if not router.patterns:
+            if addr in router.remote:
+                return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts,
+                                     hdr=hdrs)
+            return None
+        return self.fanout.publish(addr, body, hdrs, msg_id, ts)
 
     def _publish_to(self, addr: str, body: Any, hdrs: dict[str, str], to: str) -> Envelope | None:
         node = self._node

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._exceptions import ConfigError
 from .._ids import now
 from .._message import make_message
-from .._patterns import is_pattern
+from .._patterns import GROUP_SEP, is_pattern
 from .._threads import run_in_thread
 from .._wire.bodies import BodyInvalid, BodySpec
 from .handlers import (
@@ -91,8 +91,8 @@ class Registration:
         self._stuck = False  # a local wait for room timed out: drop at once until there is room
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()  # local callers waiting
         self.address = address
-        #: A pattern's items carry the concrete address last (``(*item, address)``).
-        self.pattern = is_pattern(address)
+        #: A pattern's or a group's items carry the concrete address last (``(*item, address)``).
+        self.pattern = is_pattern(address) or GROUP_SEP in address
         self.handler = handler
         self._host = host
         self._pass = pass_mode

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
-from .._patterns import check_registered
+from .._patterns import check_registered, group_key
 from .handlers import DEFAULT_OVERFLOW_TIMEOUT, PASS_INLINE, Overflow, inspect_handler
 from .outbound import check_loop
 from .registration import Registration
@@ -50,7 +50,7 @@ class Registry:
 
     def register(self, address: Any, handler: Callable[..., Any], body_default: bool, max_queue: int | None,
                  concurrency: int | None, localns: dict[str, Any] | None,
-                 overflow: Overflow | None = None) -> Registration:
+                 overflow: Overflow | None = None, group: str | None = None) -> Registration:
         """Register ``handler`` at ``address``, called as its signature asks.
 
         :raises ValueError: for a bad address.
@@ -58,19 +58,22 @@ class Registry:
         :raises BusError: when called on a running bus from outside its event loop.
         """
         pass_mode, spec = inspect_handler(handler, body_default, localns)
-        return self._add(address, handler, pass_mode, spec, max_queue, concurrency, overflow)
+        return self._add(address, handler, pass_mode, spec, max_queue, concurrency, overflow, group)
 
     def register_sink(self, address: str, sink: Callable[[Message[Any]], Any], spec: BodySpec,
-                      max_queue: int, overflow: Overflow | None = None) -> Registration:
+                      max_queue: int, overflow: Overflow | None = None, group: str | None = None) -> Registration:
         """Register a stream's ``sink``: it takes each Message inline, typed by ``spec``.
 
         The sink returns None, or an awaitable that holds the next message back (a full stream that waits).
         """
-        return self._add(address, sink, PASS_INLINE, spec, max_queue, 1, overflow)
+        return self._add(address, sink, PASS_INLINE, spec, max_queue, 1, overflow, group)
 
     def _add(self, address: Any, handler: Callable[..., Any], pass_mode: int, spec: BodySpec,
-             max_queue: int | None, concurrency: int | None, overflow: Overflow | None = None) -> Registration:
+             max_queue: int | None, concurrency: int | None, overflow: Overflow | None = None,
+             group: str | None = None) -> Registration:
         addr = check_registered(address_of(address))
+        if group is not None:
+            addr = group_key(addr, group)  # registered and announced under it; see Router.pick_group
         if self.node.running:
             # Peers must hear of the new handler, which takes the bus's loop.
             check_loop(self.node)
@@ -86,14 +89,16 @@ class Registry:
     def decorator_or_registration(self, address: Any, handler: Callable[..., Any] | None, body_default: bool,
                                   max_queue: int | None, concurrency: int | None,
                                   localns: dict[str, Any], overflow: Overflow | None = None,
-                                  ) -> Callable[[F], F] | Registration:
+                                  group: str | None = None) -> Callable[[F], F] | Registration:
         """Register ``handler`` now, or (``handler`` None) return a decorator that registers its function."""
         if handler is not None:
-            return self.register(address, handler, body_default, max_queue, concurrency, localns, overflow)
-        check_registered(address_of(address))  # fail at the decorator line, not later
+            return self.register(address, handler, body_default, max_queue, concurrency, localns, overflow, group)
+        addr = check_registered(address_of(address))  # fail at the decorator line, not later
+        if group is not None:
+            group_key(addr, group)
 
         def decorate(fn: F) -> F:
-            reg = self.register(address, fn, body_default, max_queue, concurrency, localns, overflow)
+            reg = self.register(address, fn, body_default, max_queue, concurrency, localns, overflow, group)
             try:
                 fn.registration = reg  # type: ignore[attr-defined]
             except (AttributeError, TypeError):

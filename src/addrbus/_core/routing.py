@@ -8,7 +8,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
-from .._patterns import is_pattern, matches
+from .._patterns import GROUP_SEP, is_pattern, matches, split_key
 
 if TYPE_CHECKING:
     from .registration import Registration
@@ -41,8 +41,9 @@ class Router:
         self._targets: dict[str, Targets] = {}
         self._turn: dict[str, int] = {}
         self._local_turn: dict[str, int] = {}
-        #: Every pattern consumed here or on a known node, split into tokens.
-        self.patterns: dict[str, tuple[str, ...]] = {}
+        #: Every pattern and every grouped key (``address + GROUP_SEP + group``) consumed here or on a
+        #: known node: key -> (its address, that address's tokens if a pattern, its group).
+        self.patterns: dict[str, tuple[str, tuple[str, ...] | None, str | None]] = {}
         self._matches: dict[str, tuple[str, ...]] = {}  # concrete address -> the patterns matching it
         self._patterns_full = False
         self._changes: asyncio.Event | None = None  # set on the next change, for wait_for_count
@@ -55,9 +56,12 @@ class Router:
         self._wake()
 
     def _track(self, address: str) -> None:
-        """Keep :attr:`patterns` in step after ``address`` came or went, here or on a node."""
+        """Keep :attr:`patterns` in step after ``address`` (a key) came or went, here or on a node."""
+        if not (GROUP_SEP in address or is_pattern(address)):
+            return
+        self._targets.clear()  # the consumers of every address it matches changed
         held = address in self.local or address in self.remote
-        if held == (address in self.patterns) or not is_pattern(address):
+        if held == (address in self.patterns):
             return
         if held:
             if len(self.patterns) >= MAX_PATTERNS and address not in self.local:
@@ -67,36 +71,68 @@ class Router:
                     logger.warning("more than %d patterns are consumed on the bus: the others' new ones are"
                                    " not matched here", MAX_PATTERNS)
                 return
-            self.patterns[address] = tuple(address.split("."))
+            base, group = split_key(address)
+            self.patterns[address] = (base, tuple(base.split(".")) if is_pattern(base) else None, group)
         else:
             del self.patterns[address]
         self._matches.clear()
         self._targets.clear()
 
     def matching(self, address: str) -> tuple[str, ...]:
-        """Return the patterns (consumed anywhere) that the concrete ``address`` matches."""
+        """Return the keys (patterns and grouped keys, consumed anywhere) that the concrete ``address`` matches."""
         found = self._matches.get(address)
         if found is None:
             tokens = address.split(".")
-            found = tuple(p for p, pattern in self.patterns.items() if matches(pattern, tokens))
+            found = tuple(key for key, (base, pattern, _) in self.patterns.items()
+                          if (base == address if pattern is None else matches(pattern, tokens)))
             if len(self._matches) >= MAX_MATCHES:
                 self._matches.clear()  # addresses come from the network too: keep it bounded
             self._matches[address] = found
         return found
 
-    def local_for(self, address: str) -> list[Registration]:
-        """Return the local consumers of the concrete ``address``: exact ones, then those of matching patterns."""
+    def local_for(self, address: str, grouped: bool = False) -> list[Registration]:
+        """Return the local consumers of the concrete ``address``: exact ones, then matching patterns'.
+
+        Grouped consumers only with ``grouped`` (a send or request may go to any consumer; a publish
+        reaches one per group, chosen by :meth:`pick_group`).
+        """
         regs = self.local.get(address, [])
         if not self.patterns:
             return regs
         found = self.matching(address)
         if not found:
             return regs
-        return [*regs, *(reg for pattern in found for reg in self.local.get(pattern, ()))]
+        patterns = self.patterns
+        keys = [key for key in found if grouped or patterns[key][2] is None]
+        return [*regs, *(reg for key in keys for reg in self.local.get(key, ()))]
 
     def pattern_nodes(self, address: str) -> set[str]:
-        """Return the other nodes that consume a pattern matching the concrete ``address``."""
-        return {node for pattern in self.matching(address) for node in self.remote.get(pattern, ())}
+        """Return the other nodes that consume an ungrouped pattern matching the concrete ``address``."""
+        patterns = self.patterns
+        return {node for key in self.matching(address) if patterns[key][2] is None for node in self.remote.get(key, ())}
+
+    def groups(self, address: str) -> set[str]:
+        """Return the groups that consume the concrete ``address`` (by it or by a pattern), anywhere."""
+        patterns = self.patterns
+        return {group for key in self.matching(address) if (group := patterns[key][2]) is not None}
+
+    def pick_group(self, address: str, group: str) -> Target | None:
+        """Return the next consumer of ``address`` in ``group`` across the bus, or None."""
+        patterns = self.patterns
+        keys = [key for key in self.matching(address) if patterns[key][2] == group]
+        # One turn counter per group, not per address: a pattern's addresses may each be published once.
+        return self._pick(address + GROUP_SEP + group, [reg for key in keys for reg in self.local.get(key, ())], keys,
+                          GROUP_SEP + group)
+
+    def pick_local_group(self, address: str, group: str) -> Registration | None:
+        """Return the next local consumer of ``address`` in ``group``, or None."""
+        patterns = self.patterns
+        regs = [reg for key in self.matching(address) if patterns[key][2] == group for reg in self.local.get(key, ())]
+        if not regs:
+            return None
+        turn = self._local_turn.get(GROUP_SEP + group, 0)  # per group, as in pick_group
+        self._local_turn[GROUP_SEP + group] = turn + 1
+        return regs[turn % len(regs)]
 
     def _wake(self) -> None:
         if self.on_change is not None:
@@ -186,9 +222,13 @@ class Router:
         self._wake()
 
     def counts(self) -> dict[str, int]:
-        """Return every consumed address with its handlers across the bus (local and remote)."""
-        counts = {address: len(regs) for address, regs in self.local.items()}
-        for address, by_node in self.remote.items():
+        """Return every consumed address (or pattern) with its handlers across the bus, groups' included."""
+        counts: dict[str, int] = {}
+        for key, regs in self.local.items():
+            address = split_key(key)[0]
+            counts[address] = counts.get(address, 0) + len(regs)
+        for key, by_node in self.remote.items():
+            address = split_key(key)[0]
             counts[address] = counts.get(address, 0) + sum(by_node.values())
         return counts
 
@@ -201,36 +241,46 @@ class Router:
         return found
 
     def pick(self, address: str) -> Target | None:
-        """Return the next consumer of ``address`` across the bus, or None."""
-        entry = self._targets.get(address)
+        """Return the next consumer of ``address`` across the bus (grouped ones included), or None."""
+        if address in self._targets or not self.patterns:
+            return self._pick(address, None, ())
+        return self._pick(address, self.local_for(address, grouped=True), (address, *self.matching(address)))
+
+    def _pick(self, turn_key: str, local: list[Registration] | None,
+              keys: tuple[str, ...] | list[str], counter: str | None = None) -> Target | None:
+        entry = self._targets.get(turn_key)
         if entry is None:
-            targets: list[Target] = list(self.local_for(address))
+            address = turn_key
+            targets: list[Target] = list(self.local.get(address, ()) if local is None else local)
             ends = list(range(1, len(targets) + 1))
             total = len(targets)
             by_node = self.remote.get(address, {})
-            if self.patterns and self.matching(address):
-                by_node = dict(by_node)
-                for pattern in self.matching(address):
-                    for node, count in self.remote.get(pattern, {}).items():
+            if local is not None:
+                by_node = {}
+                for key in keys:
+                    for node, count in self.remote.get(key, {}).items():
                         by_node[node] = by_node.get(node, 0) + count
             for node, count in sorted(by_node.items()):
                 total += count
                 targets.append(node)
                 ends.append(total)
-            entry = self._targets[address] = (targets, ends, total)
+            entry = self._targets[turn_key] = (targets, ends, total)
         targets, ends, total = entry
         if total < 2:
             return targets[0] if targets else None
-        turn = self._turn.get(address, 0)
-        self._turn[address] = turn + 1
+        counter = counter or turn_key
+        turn = self._turn.get(counter, 0)
+        self._turn[counter] = turn + 1
         # The target whose turns include this one: as if each were listed as many times as its weight.
         return targets[bisect_right(ends, turn % total)]
 
     def pick_local(self, address: str) -> Registration | None:
-        """Return the next local consumer of ``address`` (exact or by a pattern), or None."""
-        regs = self.local_for(address) if self.patterns else self.local.get(address)
+        """Return the next local consumer of ``address`` (exact, by a pattern, or in a group), or None."""
+        regs = self.local_for(address, grouped=True) if self.patterns else self.local.get(address)
         if not regs:
             return None
+        if len(self._local_turn) >= MAX_MATCHES and address not in self._local_turn:
+            self._local_turn.clear()  # a pattern's addresses come from the network: keep it bounded
         turn = self._local_turn.get(address, 0)
         self._local_turn[address] = turn + 1
         return regs[turn % len(regs)]

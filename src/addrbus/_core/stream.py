@@ -30,7 +30,7 @@ class StreamHost(Protocol):
     wakers: set[Callable[[], None]]
 
     def register_sink(self, address: str, sink: Callable[[Message[Any]], Any], spec: BodySpec,
-                      max_queue: int, overflow: Overflow | None = None) -> Registration:
+                      max_queue: int, overflow: Overflow | None = None, group: str | None = None) -> Registration:
         """Register ``sink`` to take each Message at ``address`` inline, typed by ``spec``."""
 
 
@@ -45,7 +45,8 @@ class Stream:
     """
 
     def __init__(self, host: StreamHost, address: str, body_type: Any, max_queue: int,
-                 limit: int | None = None, overflow: Overflow = ("wait", DEFAULT_OVERFLOW_TIMEOUT)) -> None:
+                 limit: int | None = None, overflow: Overflow = ("wait", DEFAULT_OVERFLOW_TIMEOUT),
+                 group: str | None = None) -> None:
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValueError(f"limit must be a positive int or None, not {limit!r}")
         self.address = address
@@ -57,6 +58,7 @@ class Stream:
         self._reg: Registration | None = None
         self._limit = limit
         self._overflow = overflow
+        self._group = group
         self._space: asyncio.Future[None] | None = None  # holds the registration back while the stream is full
         self._taken = 0  # messages received, towards the limit
         self._yielded = 0
@@ -108,7 +110,8 @@ class Stream:
     def _open(self) -> None:
         if self._reg is None and not (self._limit is not None and self._taken >= self._limit):
             host = self._host
-            self._reg = host.register_sink(self.address, self._push, self._spec, self._max_queue, self._overflow)
+            self._reg = host.register_sink(self.address, self._push, self._spec, self._max_queue, self._overflow,
+                                           self._group)
             host.wakers.add(self._ready.set)
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import MessageTooLarge
-from .._patterns import is_pattern
+from .._patterns import GROUP_SEP, is_pattern
 from .bodies import encode_body
 from .envelope import Envelope
 from .frames import FrameError, check_envelope, decode_frame, encode_frame
@@ -119,13 +119,13 @@ class Wire:
         Patterns are not subscribed: the engine routes exact addresses, and a
         publisher sends a pattern's consumers their own copy (``Outbound.send_copies``).
         """
-        addresses = [a for a in addresses if not is_pattern(a)]
+        addresses = [a for a in addresses if not (is_pattern(a) or GROUP_SEP in a)]
         if addresses:
             await self._transport.subscribe(self.interest_keys(addresses))
 
     async def unsubscribe(self, addresses: Collection[str]) -> None:
         """Have the transport stop delivering the publishes for ``addresses``."""
-        addresses = [a for a in addresses if not is_pattern(a)]
+        addresses = [a for a in addresses if not (is_pattern(a) or GROUP_SEP in a)]
         if addresses:
             await self._transport.unsubscribe(self.interest_keys(addresses))
 

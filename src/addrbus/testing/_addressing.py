@@ -145,11 +145,18 @@ class AddressingCases:
                 await client.send(address, 1, node=bad)
 
     async def test_frames_from_other_nodes_never_wait_for_a_full_backlog(self, nodes: Nodes, address: str) -> None:
+        # overflow "wait": only local callers wait; frames from the network drop the newest
+        await self._overflow_from_the_network(nodes, address, "wait", [0, 1, 2, 3, 4])
+
+    async def test_drop_oldest_keeps_the_newest_frames_from_other_nodes(self, nodes: Nodes, address: str) -> None:
+        await self._overflow_from_the_network(nodes, address, "drop_oldest", [15, 16, 17, 18, 19])
+
+    async def _overflow_from_the_network(self, nodes: Nodes, address: str, policy: Any, kept: list[int]) -> None:
         server, client = await nodes()
         entered, release = asyncio.Event(), asyncio.Event()
         got: list[int] = []
 
-        @server.on(address, max_queue=5, concurrency=1)  # overflow "wait": only local callers wait
+        @server.on(address, max_queue=5, concurrency=1, overflow=policy)
         async def slow(n: int) -> None:
             entered.set()
             await release.wait()
@@ -168,7 +175,7 @@ class AddressingCases:
             await asyncio.sleep(0.01)
         release.set()
         await server.drain()
-        assert got == [-1, 0, 1, 2, 3, 4]
+        assert got == [-1, *kept]
         assert server.stats()["dropped.overflow"] == 15
 
     async def test_patterns_and_exact_consumers_share_an_address(self, nodes: Nodes, address: str) -> None:
@@ -209,4 +216,45 @@ class AddressingCases:
             with pytest.raises(ValueError, match="pattern"):
                 await client.request(bad, 1, timeout=WAIT)
         assert heard.empty()
+
+    async def test_groups_share_each_publish_and_ungrouped_listeners_hear_all(self, nodes: Nodes,
+                                                                              address: str) -> None:
+        buses = await nodes(3)
+        got: dict[str, int] = {}
+        total = 3 * 1000
+        done = asyncio.Event()
+
+        def handler(name: str) -> Callable[[int], Awaitable[None]]:
+            async def handle(n: int) -> None:
+                got[name] = got.get(name, 0) + 1
+                if sum(got.values()) == total:
+                    done.set()
+            return handle
+
+        for i, bus in enumerate(buses):
+            bus.on(address, handler(f"mailer {i}"), group="mailer")
+            if i:
+                bus.on(address, handler(f"billing {i}"), group="billing")
+        buses[2].on(address, handler("audit"))  # ungrouped: every publish
+        await self.started(*buses)
+        for bus in buses:
+            await self.until_routed(bus, address, 6)
+        for n in range(1000):
+            await buses[n % 3].publish(address, n)
+        await asyncio.wait_for(done.wait(), WAIT * 3)
+        per_group = {g: sum(c for name, c in got.items() if name.startswith(g)) for g in ("mailer", "billing", "audit")}
+        assert per_group == {"mailer": 1000, "billing": 1000, "audit": 1000}, got
+        assert buses[0].consumers() == {address: 6}
+        # A send still reaches one handler among all six.
+        await buses[0].send(address, -1)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT
+        while sum(got.values()) < total + 1:  # a bounded poll for the one extra delivery
+            assert loop.time() < deadline, got
+            await asyncio.sleep(0.01)
+        assert sum(got.values()) == total + 1
+        bad_groups: list[Any] = ["", "a\nb", "x" * 65, 7]
+        for bad in bad_groups:
+            with pytest.raises(ValueError, match="group"):
+                buses[0].on(address, handler("bad"), group=bad)
 
