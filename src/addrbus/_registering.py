@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ._addresses import address_of
+from ._core.checks import MAX_TIMEOUT
 from ._core.handlers import DEFAULT_OVERFLOW_TIMEOUT, check_overflow
-from ._core.outbound import MAX_TIMEOUT
 from ._core.stream import Stream
 from ._exceptions import BusNotRunning, RequestTimeout
 from ._jobs import JobScheduler

@@ -52,15 +52,15 @@ class Sending:
         """
         out = self._out
         env = out.publish(address, body, headers, require_handlers, node)
-        if out.blocked:
-            await out.wait_blocked()  # a local handler's backlog was full: wait for room (overflow "wait")
         if env is not None:
             if env.dst is None:
                 await self._wire.publish(env, body)
             else:
                 await self._wire.unicast(env.dst, env, body)
-        if out.fanout.copies is not None:
-            await out.fanout.send_copies(body)  # to pattern consumers' nodes and groups' picks
+        if out.more:
+            # A full local backlog to wait for (overflow "wait"), or copies for
+            # pattern consumers' nodes and groups' picks.
+            await out.finish_publish(body)
 
     async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
                    node: str | None = None) -> None:
@@ -121,7 +121,7 @@ class Sending:
         try:
             if remote is not None:
                 window = await out.send_remote(remote, timeout, future)
-            elif out.blocked:
+            elif out.more:
                 await out.wait_blocked()
             return (await future)[0]
         except ReplyError as exc:
@@ -159,7 +159,7 @@ class Sending:
         try:
             if remote is not None:
                 window = await out.send_remote(remote, timeout, future)
-            elif out.blocked:
+            elif out.more:
                 await out.wait_blocked()
             body_, hdrs, msg_id, sender, ts = await future
         except ReplyError as exc:

@@ -16,27 +16,26 @@ from .._wire.envelope import Envelope, make_envelope
 from .handlers import Item, at
 
 if TYPE_CHECKING:
-    from .._wire.wire import Wire
     from .node import Node
     from .registration import Registration
     from .routing import Router
 
 
 class Fanout:
-    """Send a publish on to pattern consumers and to one consumer of each group."""
+    """Hand a publish to one consumer of each group, and say which copies other nodes need."""
 
-    def __init__(self, node: Node, router: Router, wire: Wire, full: Callable[[Registration, Item], None]) -> None:
+    def __init__(self, node: Node, router: Router, full: Callable[[Registration, Item], None]) -> None:
         self._node = node
         self._router = router
-        self._wire = wire
         self._full = full
-        #: The last publish's copies, (node, envelope) each; filled and sent by one caller with no await between.
-        self.copies: list[tuple[str, Envelope]] | None = None
 
-    def publish(self, addr: str, body: Any, hdrs: dict[str, str], msg_id: str, ts: float) -> Envelope | None:
-        """Finish a publish when patterns or groups are consumed: return the envelope for the engine, if any.
+    def publish(self, addr: str, body: Any, hdrs: dict[str, str], msg_id: str,
+                ts: float) -> tuple[Envelope | None, list[tuple[str, Envelope]] | None]:
+        """Finish a publish when patterns or groups are consumed.
 
-        Local handlers of the exact address and of ungrouped patterns have it already.
+        Local handlers of the exact address and of ungrouped patterns have it
+        already. Return the envelope for the engine (None if no other node
+        consumes the exact address) and the copies to send, (node, envelope) each.
         """
         router = self._router
         node = self._node
@@ -56,12 +55,4 @@ class Fanout:
                 one = at((body, False, hdrs, msg_id, None, None, node.id, ts, None), addr)
                 if not target.deliver(one):
                     self._full(target, one)
-        if copies:
-            self.copies = copies
-        return env if exact else None
-
-    async def send_copies(self, body: Any) -> None:
-        """Send the last publish's copies."""
-        copies, self.copies = self.copies, None
-        for node, env in copies or ():
-            await self._wire.unicast(node, env, body)
+        return (env if exact else None), (copies or None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import typing
 from collections.abc import Callable
@@ -103,3 +104,15 @@ def is_async(fn: Callable[..., Any]) -> bool:
 def handler_name(fn: Callable[..., Any]) -> str:
     """Return a handler's name for log lines."""
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def runner_cancelled(exc: BaseException) -> bool:
+    """Tell whether ``exc`` is this runner being cancelled, not a handler raising CancelledError itself.
+
+    A handler that raises ``CancelledError`` (or another ``BaseException``) on its own has
+    failed, like one that raises ``ValueError``: its runner must live on for the backlog.
+    """
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
 
-from .._addresses import address_of
 from .._endpoint import TypedAddress
 from .._exceptions import (
-    BusError,
     BusNotRunning,
     DeliveryUnknown,
     NoHandlers,
@@ -21,9 +18,9 @@ from .._exceptions import (
     TransportError,
 )
 from .._ids import now
-from .._patterns import check_concrete
 from .._wire.bodies import spec_for
 from .._wire.envelope import Envelope, check_headers, make_envelope
+from .checks import MAX_TIMEOUT, NOT_RUNNING, SENDABLE, check_loop, check_node, sendable
 from .fanout import Fanout
 from .handlers import at
 
@@ -43,36 +40,7 @@ Observer = Callable[[str, str, Any, dict[str, str]], None]
 #: A request bound for another node: (node id, envelope, body).
 Remote = tuple[str, Envelope, Any]
 
-_NOT_RUNNING = "the bus is not running: use 'async with bus:' or 'await bus.start()' first"
-_OTHER_LOOP = (
-    "this bus runs on another event loop (or thread): call it from a coroutine on the bus's own event loop, e.g."
-    " asyncio.run_coroutine_threadsafe(bus.publish(...), bus_loop) from another thread"
-)
-
-#: The longest request timeout, in seconds (about 11.6 days); longer ones, and infinity, are refused.
-MAX_TIMEOUT = 1_000_000
 ANY_NODE = ""  # a request's node when the transport's engine chooses it (Transport.routes_sends)
-_NODE_ID = re.compile(r"[0-9a-f]{16}")
-
-
-def check_node(node: Any) -> str:
-    """Return ``node`` if it is a node id (as ``bus.node_id``); raise ValueError if not."""
-    if type(node) is not str or _NODE_ID.fullmatch(node) is None:
-        raise ValueError(f"node must be a node id (16 lowercase hex characters, as bus.node_id), not {node!r}")
-    return node
-
-
-def check_loop(node: Node) -> None:
-    """Refuse a call made outside the bus's event loop (another thread's loop, or no loop at all).
-
-    :raises BusError: naming ``asyncio.run_coroutine_threadsafe``, the way to call it from elsewhere.
-    """
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if loop is not node.loop:
-        raise BusError(_OTHER_LOOP)
 
 
 class Outbound:
@@ -96,8 +64,11 @@ class Outbound:
         #: Full local backlogs (policy ``wait``) the last publish or request met; see :meth:`wait_blocked`.
         #: Filled and emptied by one caller with no await between, so callers never share it.
         self.blocked: list[tuple[Registration, Item]] = []
-        #: Publishes that patterns or groups consume.
-        self.fanout = Fanout(node, router, wire, self._full)
+        #: Publishes that patterns or groups consume, and the copies the last one needs (:meth:`send_copies`).
+        self.fanout = Fanout(node, router, self._full)
+        self.copies: list[tuple[str, Envelope]] | None = None
+        #: The last call left work for its caller: ``blocked`` or ``copies`` (one check on the hot path).
+        self.more = False
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer`` for every publish, send and request; return a function that removes it."""
@@ -130,39 +101,48 @@ class Outbound:
         With ``to`` (a node id), only that node's handlers get it: the envelope
         returned, if any, is addressed to that node alone (``dst``).
         """
-        addr = address_of(address)
+        try:
+            addr = SENDABLE[address]
+        except (KeyError, TypeError):
+            addr = sendable(address)
         node = self._node
         if not node.running:
-            raise BusNotRunning(_NOT_RUNNING)
+            raise BusNotRunning(NOT_RUNNING)
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
-        if "*" in addr or ">" in addr:
-            check_concrete(addr)
-        if to is not None:
-            return self._publish_to(addr, body, hdrs, check_node(to))
         router = self._router
-        if require_handlers and not router.count(addr):
-            self._counters.count("failures.no_handlers")
-            raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
+        if to is not None or require_handlers:
+            if to is not None:
+                return self._publish_to(addr, body, hdrs, check_node(to))
+            if not router.count(addr):
+                self._counters.count("failures.no_handlers")
+                raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
         if self._observers:
             self._notify("publish", addr, body, hdrs)
         msg_id = node.next_id()
         ts = now()
         self._counters.published += 1
-        regs = router.local_for(addr) if router.patterns else router.local.get(addr)
-        if regs:
-            item = (body, False, hdrs, msg_id, None, None, node.id, ts, None)
-            for reg in regs:
-                one = at(item, addr) if reg.pattern else item
-                if not reg.deliver(one):
-                    self._full(reg, one)
-        if not router.patterns:
+        if not router.patterns:  # the common case: exact addresses only
+            regs = router.local.get(addr)
+            if regs:
+                item = (body, False, hdrs, msg_id, None, None, node.id, ts, None)
+                for reg in regs:
+                    if not reg.deliver(item):
+                        self._full(reg, item)
             if addr in router.remote:
                 return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts,
                                      hdr=hdrs)
             return None
-        return self.fanout.publish(addr, body, hdrs, msg_id, ts)
+        item = (body, False, hdrs, msg_id, None, None, node.id, ts, None)
+        for reg in router.local_for(addr):
+            one = at(item, addr) if reg.pattern else item
+            if not reg.deliver(one):
+                self._full(reg, one)
+        env, self.copies = self.fanout.publish(addr, body, hdrs, msg_id, ts)
+        if self.copies is not None:
+            self.more = True
+        return env
 
     def _publish_to(self, addr: str, body: Any, hdrs: dict[str, str], to: str) -> Envelope | None:
         node = self._node
@@ -185,10 +165,21 @@ class Outbound:
         return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, dst=to, ts=now(),
                              hdr=hdrs)
 
+    async def finish_publish(self, body: Any) -> None:
+        """Wait for room in the full backlogs the last publish met, then send its copies.
+
+        The copies go to pattern consumers' nodes and to each group's pick.
+        """
+        copies, self.copies = self.copies, None
+        await self.wait_blocked()
+        for node, env in copies or ():
+            await self._wire.unicast(node, env, body)
+
     def _full(self, reg: Registration, item: Item) -> None:
         """A local handler's backlog refused ``item``: have the caller wait for room, or count the drop."""
         if reg.waits:
             self.blocked.append((reg, item))
+            self.more = True
         else:
             self._counters.count("dropped.overflow")  # deliver() logged it
 
@@ -198,6 +189,7 @@ class Outbound:
         A request dropped so fails at once with ``RecipientFailure`` 503, as one dropped on arrival does.
         """
         blocked, self.blocked = self.blocked, []
+        self.more = False
         for reg, item in blocked:
             if await reg.put(item):
                 continue
@@ -229,15 +221,16 @@ class Outbound:
 
     async def send(self, address: Any, body: Any, headers: dict[str, str] | None, to: str | None = None) -> None:
         """Deliver to exactly one handler in the whole bus."""
-        addr = address_of(address)
+        try:
+            addr = SENDABLE[address]
+        except (KeyError, TypeError):
+            addr = sendable(address)
         node = self._node
         if not node.running:
-            raise BusNotRunning(_NOT_RUNNING)
+            raise BusNotRunning(NOT_RUNNING)
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
-        if "*" in addr or ">" in addr:
-            check_concrete(addr)
         if self._observers:
             self._notify("send", addr, body, hdrs)
         target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
@@ -272,17 +265,18 @@ class Outbound:
 
         A plain function, not a coroutine: it is on the hot path of every request.
         """
-        addr = address_of(address)
+        try:
+            addr = SENDABLE[address]
+        except (KeyError, TypeError):
+            addr = sendable(address)
         node = self._node
         if not node.running:
-            raise BusNotRunning(_NOT_RUNNING)
+            raise BusNotRunning(NOT_RUNNING)
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
             raise ValueError(f"timeout must be a positive, finite number of seconds, at most {MAX_TIMEOUT:,}")
         hdrs = check_headers(headers) if headers else {}
-        if "*" in addr or ">" in addr:
-            check_concrete(addr)
         if self._observers:
             self._notify("request", addr, body, hdrs)
         if response_type is None and isinstance(address, TypedAddress):
@@ -312,6 +306,7 @@ class Outbound:
         if not target.deliver(item):
             if target.waits:
                 self.blocked.append((target, item))  # the caller waits for room: wait_blocked()
+                self.more = True
                 return cid, future, None
             pending.discard(cid)
             self._counters.count("dropped.overflow")

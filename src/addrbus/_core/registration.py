@@ -23,6 +23,7 @@ from .handlers import (
     Overflow,
     handler_name,
     is_async,
+    runner_cancelled,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Registration:
         self._drop_oldest = policy == "drop_oldest"
         self._stuck = False  # a local wait for room timed out: drop at once until there is room
         self._room: collections.deque[asyncio.Future[None]] = collections.deque()  # local callers waiting
+        self._held = False  # callers wait for room, or it is stuck: the runner has news for them
         self.address = address
         #: A pattern's or a group's items carry the concrete address last (``(*item, address)``).
         self.pattern = is_pattern(address) or GROUP_SEP in address
@@ -189,6 +191,7 @@ class Registration:
         if len(backlog) >= self._max_queue and limit > 0:
             room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._room.append(room)
+            self._held = True
             try:
                 async with asyncio.timeout(limit):
                     await room
@@ -199,7 +202,7 @@ class Registration:
                     room.cancel()
             if not room.done() or room.cancelled():
                 if limit == self._overflow_timeout and not self._stuck:
-                    self._stuck = True
+                    self._stuck = self._held = True
                     logger.warning("consumer %s at %r stayed full for %s s: dropping messages until it has room",
                                    handler_name(self.handler), self.address, limit)
                 return False
@@ -211,14 +214,14 @@ class Registration:
         return True
 
     def _freed(self) -> None:
-        """A message left the backlog: wake the first local caller waiting for room."""
-        self._stuck = False
-        room = self._room
+        """A message left the backlog: wake the first local caller waiting for room (skipping any that gave up)."""
+        self._stuck, room = False, self._room
         while room:
             waiter = room.popleft()
             if not waiter.done():
                 waiter.set_result(None)
-                return
+                break
+        self._held = bool(room)
 
     def _check_suspended(self) -> None:
         self._check_scheduled = False
@@ -244,7 +247,7 @@ class Registration:
         try:
             while backlog:
                 item = backlog.popleft()
-                if self._room or self._stuck:
+                if self._held:
                     self._freed()
                 if backlog and not self._check_scheduled and self._runners < self._concurrency:
                     # If this handler suspends, a sibling should take the next message
@@ -272,7 +275,7 @@ class Registration:
                         except (KeyboardInterrupt, SystemExit):
                             raise
                         except BaseException as exc:
-                            if _cancelled(exc):
+                            if runner_cancelled(exc):
                                 raise
                             await self._failed(exc, item[4], item[5])
                         else:
@@ -287,7 +290,7 @@ class Registration:
                 except asyncio.CancelledError as exc:
                     # stop() gave up on this run. Where the engine chose this node, the requester cannot
                     # tell who owed the reply: say so from here.
-                    if _cancelled(exc) and item[4] is not None and item[5] is not None and item[5] != node.id:
+                    if runner_cancelled(exc) and item[4] is not None and item[5] is not None and item[5] != node.id:
                         host.abandoned(item[4], item[5])
                     raise
                 finally:
@@ -345,14 +348,14 @@ class Registration:
                 try:
                     result = await run_in_thread(self.handler, *args)
                 except asyncio.CancelledError as exc:
-                    if _cancelled(exc):  # stop() gave up on it; the thread itself cannot be stopped
+                    if runner_cancelled(exc):  # stop() gave up on it; the thread itself cannot be stopped
                         logger.warning("handler %s at %r still runs in its worker thread; stop() abandoned it",
                                        handler_name(self.handler), self.address)
                     raise
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
-            if _cancelled(exc):
+            if runner_cancelled(exc):
                 raise
             if msg is None or msg.__pydantic_private__["_answer"] is not None:  # type: ignore[index]
                 await self._failed(exc, cid, reply_to)
@@ -371,18 +374,6 @@ class Registration:
         logger.exception("handler %s for %r raised", handler_name(self.handler), self.address)
         if cid is not None:
             await self._host.replies.answer(cid, reply_to, "fail", None, 500, str(exc), type(exc).__name__)
-
-
-def _cancelled(exc: BaseException) -> bool:
-    """Tell whether ``exc`` is this runner being cancelled, not a handler raising CancelledError itself.
-
-    A handler that raises ``CancelledError`` (or another ``BaseException``) on its own has
-    failed, like one that raises ``ValueError``: its runner must live on for the backlog.
-    """
-    if not isinstance(exc, asyncio.CancelledError):
-        return False
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 class _Answer:

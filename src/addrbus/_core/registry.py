@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
 from .._patterns import check_registered, group_key
+from .checks import check_loop
 from .handlers import DEFAULT_OVERFLOW_TIMEOUT, PASS_INLINE, Overflow, inspect_handler
-from .outbound import check_loop
 from .registration import Registration
 
 if TYPE_CHECKING:

@@ -120,9 +120,17 @@ class Router:
         """Return the next consumer of ``address`` in ``group`` across the bus, or None."""
         patterns = self.patterns
         keys = [key for key in self.matching(address) if patterns[key][2] == group]
+        turn_key = address + GROUP_SEP + group
+        entry = self._targets.get(turn_key)
+        if entry is None:
+            entry = self._build(turn_key, [reg for key in keys for reg in self.local.get(key, ())], keys)
+        targets, ends, total = entry
+        if total < 2:
+            return targets[0] if targets else None
         # One turn counter per group, not per address: a pattern's addresses may each be published once.
-        return self._pick(address + GROUP_SEP + group, [reg for key in keys for reg in self.local.get(key, ())], keys,
-                          GROUP_SEP + group)
+        turn = self._turn.get(GROUP_SEP + group, 0)
+        self._turn[GROUP_SEP + group] = turn + 1
+        return targets[bisect_right(ends, turn % total)]
 
     def pick_local_group(self, address: str, group: str) -> Registration | None:
         """Return the next local consumer of ``address`` in ``group``, or None."""
@@ -242,37 +250,35 @@ class Router:
 
     def pick(self, address: str) -> Target | None:
         """Return the next consumer of ``address`` across the bus (grouped ones included), or None."""
-        if address in self._targets or not self.patterns:
-            return self._pick(address, None, ())
-        return self._pick(address, self.local_for(address, grouped=True), (address, *self.matching(address)))
-
-    def _pick(self, turn_key: str, local: list[Registration] | None,
-              keys: tuple[str, ...] | list[str], counter: str | None = None) -> Target | None:
-        entry = self._targets.get(turn_key)
+        entry = self._targets.get(address)
         if entry is None:
-            address = turn_key
-            targets: list[Target] = list(self.local.get(address, ()) if local is None else local)
-            ends = list(range(1, len(targets) + 1))
-            total = len(targets)
-            by_node = self.remote.get(address, {})
-            if local is not None:
-                by_node = {}
-                for key in keys:
-                    for node, count in self.remote.get(key, {}).items():
-                        by_node[node] = by_node.get(node, 0) + count
-            for node, count in sorted(by_node.items()):
-                total += count
-                targets.append(node)
-                ends.append(total)
-            entry = self._targets[turn_key] = (targets, ends, total)
+            if self.patterns:
+                entry = self._build(address, self.local_for(address, grouped=True), (address, *self.matching(address)))
+            else:
+                entry = self._build(address, self.local.get(address, []), (address,))
         targets, ends, total = entry
         if total < 2:
             return targets[0] if targets else None
-        counter = counter or turn_key
-        turn = self._turn.get(counter, 0)
-        self._turn[counter] = turn + 1
+        turn = self._turn.get(address, 0)
+        self._turn[address] = turn + 1
         # The target whose turns include this one: as if each were listed as many times as its weight.
         return targets[bisect_right(ends, turn % total)]
+
+    def _build(self, turn_key: str, local: list[Registration], keys: tuple[str, ...] | list[str]) -> Targets:
+        """Cache and return the targets: the ``local`` registrations, then each node holding ``keys``, weighted."""
+        targets: list[Target] = list(local)
+        ends = list(range(1, len(targets) + 1))
+        total = len(targets)
+        by_node: dict[str, int] = {}
+        for key in keys:
+            for node, count in self.remote.get(key, {}).items():
+                by_node[node] = by_node.get(node, 0) + count
+        for node, count in sorted(by_node.items()):
+            total += count
+            targets.append(node)
+            ends.append(total)
+        entry = self._targets[turn_key] = (targets, ends, total)
+        return entry
 
     def pick_local(self, address: str) -> Registration | None:
         """Return the next local consumer of ``address`` (exact, by a pattern, or in a group), or None."""

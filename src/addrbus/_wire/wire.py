@@ -117,7 +117,7 @@ class Wire:
         """Have the transport deliver the publishes for ``addresses`` to this node.
 
         Patterns are not subscribed: the engine routes exact addresses, and a
-        publisher sends a pattern's consumers their own copy (``Outbound.send_copies``).
+        publisher sends a pattern's consumers their own copy (``Outbound.finish_publish``).
         """
         addresses = [a for a in addresses if not (is_pattern(a) or GROUP_SEP in a)]
         if addresses:

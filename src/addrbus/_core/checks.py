@@ -1,0 +1,61 @@
+"""The checks every call into the bus makes: its loop, its address, its node id, its timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING, Any
+
+from .._addresses import address_of
+from .._exceptions import BusError
+from .._patterns import check_concrete
+
+if TYPE_CHECKING:
+    from .node import Node
+
+NOT_RUNNING = "the bus is not running: use 'async with bus:' or 'await bus.start()' first"
+_OTHER_LOOP = (
+    "this bus runs on another event loop (or thread): call it from a coroutine on the bus's own event loop, e.g."
+    " asyncio.run_coroutine_threadsafe(bus.publish(...), bus_loop) from another thread"
+)
+
+#: The longest request timeout, in seconds (about 11.6 days); longer ones, and infinity, are refused.
+MAX_TIMEOUT = 1_000_000
+_NODE_ID = re.compile(r"[0-9a-f]{16}")
+
+
+SENDABLE: dict[Any, str] = {}  # address (str, Enum, Endpoint) -> its checked, concrete str
+
+
+def sendable(address: Any) -> str:
+    """Return ``address`` as a checked ``str`` a message may go to (no pattern); cached.
+
+    :raises ValueError: for a bad address or a pattern. :raises TypeError: for a non-address.
+    """
+    addr = check_concrete(address_of(address))
+    if len(SENDABLE) < 65_536:
+        try:
+            SENDABLE[address] = addr
+        except TypeError:
+            pass
+    return addr
+
+
+def check_node(node: Any) -> str:
+    """Return ``node`` if it is a node id (as ``bus.node_id``); raise ValueError if not."""
+    if type(node) is not str or _NODE_ID.fullmatch(node) is None:
+        raise ValueError(f"node must be a node id (16 lowercase hex characters, as bus.node_id), not {node!r}")
+    return node
+
+
+def check_loop(node: Node) -> None:
+    """Refuse a call made outside the bus's event loop (another thread's loop, or no loop at all).
+
+    :raises BusError: naming ``asyncio.run_coroutine_threadsafe``, the way to call it from elsewhere.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is not node.loop:
+        raise BusError(_OTHER_LOOP)
