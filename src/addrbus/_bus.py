@@ -299,5 +299,10 @@ class EventBus(Registering, Sending):
         return self._router.counts()
 
     def nodes(self) -> dict[str, dict[str, int]]:
-        """Return every live node (this one included) with the addresses it consumes and how many handlers."""
-        return {self._node.id: self._router.local_counts(), **self._membership.nodes}
+        """Return every live node (this one included) with the addresses it consumes and how many handlers.
+
+        A grouped handler counts under its address (or pattern), as in :meth:`consumers`.
+        """
+        merge = self._router.by_address
+        return {node: merge(counts) for node, counts in
+                {self._node.id: self._router.local_counts(), **self._membership.nodes}.items()}

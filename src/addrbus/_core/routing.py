@@ -229,6 +229,17 @@ class Router:
         self._matches.clear()
         self._wake()
 
+    @staticmethod
+    def by_address(counts: dict[str, int]) -> dict[str, int]:
+        """Return ``counts`` (key -> handlers) with each grouped key counted under its address."""
+        if not any(GROUP_SEP in key for key in counts):
+            return counts
+        merged: dict[str, int] = {}
+        for key, count in counts.items():
+            address = split_key(key)[0]
+            merged[address] = merged.get(address, 0) + count
+        return merged
+
     def counts(self) -> dict[str, int]:
         """Return every consumed address (or pattern) with its handlers across the bus, groups' included."""
         counts: dict[str, int] = {}

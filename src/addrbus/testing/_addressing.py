@@ -245,6 +245,8 @@ class AddressingCases:
         per_group = {g: sum(c for name, c in got.items() if name.startswith(g)) for g in ("mailer", "billing", "audit")}
         assert per_group == {"mailer": 1000, "billing": 1000, "audit": 1000}, got
         assert buses[0].consumers() == {address: 6}
+        assert buses[0].nodes() == {buses[0].node_id: {address: 1}, buses[1].node_id: {address: 2},
+                                    buses[2].node_id: {address: 3}}
         # A send still reaches one handler among all six.
         await buses[0].send(address, -1)
         loop = asyncio.get_running_loop()
