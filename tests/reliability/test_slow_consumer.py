@@ -100,6 +100,9 @@ async def test_a_slow_consumer_drops_exactly_and_never_blocks_the_publisher(
     rec.expect("overflow_warnings", warnings, "==", EPISODES)
     rec.expect("caught_up", caught_up, "==", EPISODES)
     rec.expect("duplicates", rec.duplicates, "==", 0)
-    rec.expect("publish_call_p99_ms", None if p99 is None else round(p99 * 1000, 3), "<", 5)
+    # A publisher that waited for this consumer would spend at least its WORK (10 ms) per call.
+    # Under that bound, not a speed target: on a loaded 2-core machine the p99 of a Redis
+    # publish call reached 5-7 ms at times, on earlier commits as well.
+    rec.expect("publish_call_p99_ms", None if p99 is None else round(p99 * 1000, 3), "<", WORK * 1000)
     rec.expect("publish_call_max_ms", rec.extra["publish_call_max_ms"], "<", 100)
     rec.assert_ok()
