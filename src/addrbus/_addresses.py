@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 MAX_ADDRESS_LENGTH = 255
+V = TypeVar("V")
 
 _valid: dict[Any, str] = {}
 
@@ -39,9 +40,14 @@ def address_of(address: Any) -> str:
         raise ValueError("an address must not contain control characters")
     if not value.isascii() and not is_encodable(value):
         raise ValueError("an address must be valid Unicode text (no lone surrogates)")
-    if len(_valid) < _CACHE_LIMIT:
+    return remember(_valid, address, value)
+
+
+def remember(cache: dict[Any, V], key: Any, value: V) -> V:
+    """Store ``value`` under ``key`` in a memo ``cache`` unless it is full or ``key`` unhashable; return it."""
+    if len(cache) < _CACHE_LIMIT:
         try:
-            _valid[address] = value
+            cache[key] = value
         except TypeError:
             pass
     return value

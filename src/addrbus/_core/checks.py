@@ -6,7 +6,7 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any
 
-from .._addresses import address_of
+from .._addresses import address_of, remember
 from .._exceptions import BusError
 from .._patterns import check_concrete
 
@@ -32,13 +32,7 @@ def sendable(address: Any) -> str:
 
     :raises ValueError: for a bad address or a pattern. :raises TypeError: for a non-address.
     """
-    addr = check_concrete(address_of(address))
-    if len(SENDABLE) < 65_536:
-        try:
-            SENDABLE[address] = addr
-        except TypeError:
-            pass
-    return addr
+    return remember(SENDABLE, address, check_concrete(address_of(address)))
 
 
 def check_node(node: Any) -> str:

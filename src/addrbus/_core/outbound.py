@@ -43,6 +43,10 @@ Remote = tuple[str, Envelope, Any]
 ANY_NODE = ""  # a request's node when the transport's engine chooses it (Transport.routes_sends)
 
 
+def _no_handlers(addr: str, to: str | None) -> NoHandlers:
+    return NoHandlers(f"no handlers for address {addr!r}" + ("" if to is None else f" on node {to}"), code=-1)
+
+
 class Outbound:
     """Route what the bus's callers publish, send and request.
 
@@ -134,11 +138,7 @@ class Outbound:
                 return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=ts,
                                      hdr=hdrs)
             return None
-        item = (body, False, hdrs, msg_id, None, None, node.id, ts, None)
-        for reg in router.local_for(addr):
-            one = at(item, addr) if reg.pattern else item
-            if not reg.deliver(one):
-                self._full(reg, one)
+        self._deliver_local(addr, (body, False, hdrs, msg_id, None, None, node.id, ts, None))
         env, self.copies = self.fanout.publish(addr, body, hdrs, msg_id, ts)
         if self.copies is not None:
             self.more = True
@@ -148,7 +148,9 @@ class Outbound:
         node = self._node
         router = self._router
         here = to == node.id
-        if not (router.local_for(addr) if here else self._target_on(addr, to)):
+        # What a targeted publish reaches there: the exact and the ungrouped pattern consumers.
+        if not (router.local_for(addr) if here else
+                router.remote.get(addr, {}).get(to) or (router.patterns and to in router.pattern_nodes(addr))):
             self._counters.count("failures.no_handlers")
             raise NoHandlers(f"node {to} has no handlers for address {addr!r}", code=-1)
         if self._observers:
@@ -156,14 +158,17 @@ class Outbound:
         msg_id = node.next_id()
         self._counters.published += 1
         if here:
-            item = (body, False, hdrs, msg_id, None, None, node.id, now(), None)
-            for reg in router.local_for(addr):
-                one = at(item, addr) if reg.pattern else item
-                if not reg.deliver(one):
-                    self._full(reg, one)
+            self._deliver_local(addr, (body, False, hdrs, msg_id, None, None, node.id, now(), None))
             return None
         return make_envelope(kind="pub", ns=node.namespace, addr=addr, id=msg_id, src=node.id, dst=to, ts=now(),
                              hdr=hdrs)
+
+    def _deliver_local(self, addr: str, item: Item) -> None:
+        """Hand a publish to this node's consumers of ``addr``: exact ones and ungrouped patterns'."""
+        for reg in self._router.local_for(addr):
+            one = at(item, addr) if reg.pattern else item
+            if not reg.deliver(one):
+                self._full(reg, one)
 
     async def finish_publish(self, body: Any) -> None:
         """Wait for room in the full backlogs the last publish met, then send its copies.
@@ -202,11 +207,11 @@ class Outbound:
                     f"the consumer of {reg.address!r} is overloaded; the request was dropped", code=503,
                     remote_type="Overloaded"))
 
-    def _by_pattern(self, addr: str) -> bool:
-        """Tell whether a pattern consumer matches ``addr``: then the bus picks the node, not the engine.
+    def _bus_routes(self, addr: str) -> bool:
+        """Tell whether a pattern or a group consumes ``addr``: then the bus picks the node, not the engine.
 
-        The engine routes by exact address, and would hand a send to one
-        consumer of the address and one of each matching pattern.
+        The engine routes by exact address: it knows nothing of grouped consumers,
+        and would hand a send to one consumer of the address and one of each pattern.
         """
         router = self._router
         return bool(router.patterns) and bool(router.matching(addr))
@@ -216,7 +221,8 @@ class Outbound:
         router = self._router
         if to == self._node.id:
             return router.pick_local(addr)
-        held = router.remote.get(addr, {}).get(to) or (router.patterns and to in router.pattern_nodes(addr))
+        held = router.remote.get(addr, {}).get(to) or (
+            router.patterns and any(to in router.remote.get(key, ()) for key in router.matching(addr)))
         return to if held else None
 
     async def send(self, address: Any, body: Any, headers: dict[str, str] | None, to: str | None = None) -> None:
@@ -236,12 +242,11 @@ class Outbound:
         target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
         if target is None:
             self._counters.count("failures.no_handlers")
-            raise NoHandlers(f"no handlers for address {addr!r}" + ("" if to is None else f" on node {to}"),
-                             code=-1)
+            raise _no_handlers(addr, to)
         self._counters.sent += 1
         msg_id = node.next_id()
         if isinstance(target, str):
-            if self._by_engine and to is None and not self._by_pattern(addr):
+            if self._by_engine and to is None and not self._bus_routes(addr):
                 # The engine picks the node: one that died is never it.
                 env = make_envelope(kind="send", ns=node.namespace, addr=addr, id=msg_id, src=node.id, ts=now(),
                                     hdr=hdrs)
@@ -285,15 +290,14 @@ class Outbound:
         target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
         if target is None:
             self._counters.count("failures.no_handlers")
-            raise NoHandlers(f"no handlers for address {addr!r}" + ("" if to is None else f" on node {to}"),
-                             code=-1)
+            raise _no_handlers(addr, to)
         self._counters.requests += 1
         cid = node.next_id()
         node_id = node.id
         pending = self._pending
         t = now()
         if isinstance(target, str):
-            if self._by_engine and to is None and not self._by_pattern(addr):
+            if self._by_engine and to is None and not self._bus_routes(addr):
                 target = ANY_NODE  # the engine picks it; nobody can say which node owes the reply
             future = pending.add(cid, timeout, target, spec, addr)
             env = make_envelope(kind="req", ns=node.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
