@@ -45,7 +45,8 @@ def make(request: pytest.FixtureRequest) -> Callable[..., Sealer]:
     def factory(keys: Any, **kwargs: Any) -> Sealer:
         kwargs.setdefault("clock", Clock())
         sealer = Sealer(keys, **kwargs)
-        assert sealer._decrypters is not None  # the fast path passed its self-test
+        # the fast path passed its self-test, where this cryptography has one
+        assert (sealer._decrypters is not None) is hasattr(Fernet(generate_key()), "_decrypt_data")
         if request.param == "public":
             sealer._decrypters = None
         return sealer
@@ -287,7 +288,9 @@ def test_too_large_checked_before_decoding(make: Callable[..., Sealer]) -> None:
 
 def test_fast_path_falls_back_when_fernet_changes() -> None:
     assert _fast_decrypters(cast(Any, [object()])) is None
-    assert _fast_decrypters([Fernet(generate_key())]) is not None
+    # cryptography 51 has no private _decrypt_data (and a fast decrypt of its own)
+    has_private = hasattr(Fernet(generate_key()), "_decrypt_data")
+    assert (_fast_decrypters([Fernet(generate_key())]) is not None) is has_private
 
 
 @pytest.mark.parametrize(
@@ -298,6 +301,7 @@ def test_fast_path_falls_back_when_fernet_changes() -> None:
         base64.urlsafe_b64encode(b"k" * 31).decode(),
         base64.urlsafe_b64encode(b"k" * 33).decode(),
         "é" * 44,
+        Fernet.generate_key()[:-1],  # no "=": cryptography 51 takes it, older ones and peers may not
         b"\xffsecret-bytes",
         SecretStr("zz-secret-zz"),
         12345,

@@ -145,13 +145,15 @@ class Sealer:
         if max_replay_entries < 1:
             raise ConfigError(f"max_replay_entries must be positive, not {max_replay_entries!r}")
         fernet = _fernet_module()
-        fernets = [_make_fernet(fernet.Fernet, key, index) for index, key in enumerate(_key_list(keys))]
+        listed = _key_list(keys)
+        fernets = [_make_fernet(fernet.Fernet, key, index) for index, key in enumerate(listed)]
+        raw_keys = [_key_bytes(key) for key in listed]
         self._fernet: Fernet | MultiFernet = fernets[0] if len(fernets) == 1 else fernet.MultiFernet(fernets)
         self._invalid_token: type[Exception] = fernet.InvalidToken
         self._decrypters = _fast_decrypters(fernets)
         self._key_count = len(fernets)
         # One secret per key for the interest keys (interest_keys): derived, never the key itself.
-        self._topic_secrets = [_topic_secret(key) for key in _key_list(keys)]
+        self._topic_secrets = [_topic_secret(key) for key in raw_keys]
         self._ttl = ttl
         self._max_future = max_future
         self._max_token_size = max_token_size
@@ -249,7 +251,9 @@ class Sealer:
         """Return the plaintext of a decoded token, or None if no key verifies it."""
         if self._decrypters is None:
             try:
-                return self._fernet.decrypt(data[len(MAGIC) :], None)
+                # Re-spelled canonically: cryptography 51 refuses the "+/" spelling that older ones
+                # (and the fast path) read, and every version must give the same answer.
+                return self._fernet.decrypt(base64.urlsafe_b64encode(raw), None)
             except self._invalid_token:
                 return None
         for decrypt in self._decrypters:
@@ -284,33 +288,40 @@ def _attempt(decrypt: _Decrypter, raw: bytes, timestamp: int, invalid: type[Exce
 def _fast_decrypters(fernets: list[Fernet]) -> tuple[_Decrypter, ...] | None:
     """Return each key's decrypt-decoded-bytes method, or None to use the public API.
 
-    ``Fernet.decrypt`` base64-decodes the token once more per key tried, which on a
-    10 kB frame costs twice the cryptography itself. ``_decrypt_data`` (what
-    ``MultiFernet.rotate`` calls) takes the bytes already decoded here; it is
-    private, so it is used only if it passes a round trip now.
+    ``Fernet.decrypt`` of cryptography before 51 (pure Python) base64-decodes the
+    token once more per key tried, which on a 10 kB frame costs twice the
+    cryptography itself. ``_decrypt_data`` (what ``MultiFernet.rotate`` calls
+    there) takes the bytes already decoded here; it is private, so it is used
+    only if it passes a round trip now. cryptography 51 has no such method, and
+    its own ``decrypt`` is fast.
     """
     decrypters: list[_Decrypter] = []
     for fernet in fernets:
+        decrypt: _Decrypter | None = getattr(fernet, "_decrypt_data", None)
         try:
-            decrypt: _Decrypter = getattr(fernet, "_decrypt_data")  # noqa: B009 - private: probed below, else Fernet.decrypt
             token = fernet.encrypt(b"probe")
             raw = base64.urlsafe_b64decode(token)
-            ok = decrypt(raw, fernet.extract_timestamp(token), None) == b"probe"
+            ok = decrypt is not None and decrypt(raw, fernet.extract_timestamp(token), None) == b"probe"
         except Exception:  # any change in the private API means: do not use it
             ok = False
-        if not ok:
-            logger.debug("Fernet internals have changed; using Fernet.decrypt")
+        if not ok or decrypt is None:
+            logger.debug("no Fernet fast path in this cryptography; using Fernet.decrypt")
             return None
         decrypters.append(decrypt)
     return tuple(decrypters)
 
 
-def _topic_secret(key: object) -> bytes:
-    """Derive the secret of a key's interest digests (the key was checked by _make_fernet)."""
+def _key_bytes(key: object) -> bytes:
+    """Return a key's 32 bytes (the key was checked by _make_fernet)."""
     secret = key.get_secret_value() if isinstance(key, SecretStr | SecretBytes) else key
     raw = secret.encode() if isinstance(secret, str) else secret
     assert isinstance(raw, bytes)
-    return hashlib.sha256(b"addrbus interest keys\0" + base64.urlsafe_b64decode(raw)).digest()
+    return base64.urlsafe_b64decode(raw)
+
+
+def _topic_secret(key: bytes) -> bytes:
+    """Derive the secret of a key's interest digests: never the key itself."""
+    return hashlib.sha256(b"addrbus interest keys\0" + key).digest()
 
 
 def _make_fernet(fernet_cls: type[Fernet], key: object, index: int) -> Fernet:
@@ -320,8 +331,11 @@ def _make_fernet(fernet_cls: type[Fernet], key: object, index: int) -> Fernet:
         kind = type(secret).__name__
         raise ConfigError(f"shared_key #{index} must be str, bytes or SecretStr, not {kind}")
     try:
-        return fernet_cls(secret)
-    except (ValueError, TypeError):
+        # The key's canonical form, padded, whatever the installed cryptography also accepts
+        # (51 takes a key without its "="): every peer must read the key the same way.
+        if len(base64.urlsafe_b64decode(secret)) == 32:
+            return fernet_cls(secret)
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
         pass  # leave the exception behind: its context could carry the key
     raise ConfigError(
         f"shared_key #{index} is not a valid Fernet key"
