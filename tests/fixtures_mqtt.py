@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._certs import make_certs
 from tests.fixtures_redis import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
@@ -56,18 +57,7 @@ class Mosquitto:
         return f"mqtts://127.0.0.1:{self.tls_port}?" + "&".join(f"{k}={v}" for k, v in args.items())
 
     def _make_certs(self) -> None:
-        if shutil.which("openssl") is None:
-            pytest.skip("openssl is needed to make TLS test certificates")
-        d = self.tls_dir
-        d.mkdir(exist_ok=True)
-        (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        for cmd in (
-            f"req -x509 -newkey rsa:2048 -nodes -keyout {d}/ca.key -out {d}/ca.crt -days 2 -subj /CN=addrbus-test-ca",
-            f"req -newkey rsa:2048 -nodes -keyout {d}/peer.key -out {d}/peer.csr -subj /CN=localhost",
-            f"x509 -req -in {d}/peer.csr -CA {d}/ca.crt -CAkey {d}/ca.key -CAcreateserial"
-            f" -out {d}/peer.crt -days 2 -extfile {d}/san.cnf",
-        ):
-            subprocess.run(["openssl", *cmd.split()], check=True, capture_output=True)
+        make_certs(self.tls_dir)
 
     def _config(self) -> Path:
         lines = [

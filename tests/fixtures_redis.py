@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import redis
 
+from tests._certs import make_certs
+
 REDIS_SERVER = shutil.which("redis-server")
 
 
@@ -103,19 +105,7 @@ class RedisServer:
         return f"rediss://127.0.0.1:{self.tls_port}/0?" + "&".join(f"{k}={v}" for k, v in args.items())
 
     def _make_certs(self) -> None:
-        # One CA signs one certificate (SAN 127.0.0.1) used by both ends.
-        if shutil.which("openssl") is None:
-            pytest.skip("openssl is needed to make TLS test certificates")
-        d = self.tls_dir
-        d.mkdir(exist_ok=True)
-        (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        for cmd in (
-            f"req -x509 -newkey rsa:2048 -nodes -keyout {d}/ca.key -out {d}/ca.crt -days 2 -subj /CN=addrbus-test-ca",
-            f"req -newkey rsa:2048 -nodes -keyout {d}/peer.key -out {d}/peer.csr -subj /CN=localhost",
-            f"x509 -req -in {d}/peer.csr -CA {d}/ca.crt -CAkey {d}/ca.key -CAcreateserial"
-            f" -out {d}/peer.crt -days 2 -extfile {d}/san.cnf",
-        ):
-            subprocess.run(["openssl", *cmd.split()], check=True, capture_output=True)
+        make_certs(self.tls_dir)
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers PING."""
