@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._addresses import address_of
+from ._core.direct import Direct
 from ._core.inbound import Inbound
 from ._core.membership import LEFT, Membership
 from ._core.node import Node
@@ -79,8 +80,10 @@ class EventBus(Registering, Sending):
                                       startup_wait=startup_wait, count=counters.count, interest=wire,
                                       budget=wire.body_budget(CTL_OVERHEAD), node_id=lambda: node.id)
         replies = Replies(node, pending, wire, counters, ratelog)
-        self._in = Registry(node, router, self._membership, replies, counters, ratelog, max_queue=max_queue,
-                               concurrency=concurrency)
+        # Starts handlers' runners, and local requests' handlers within the call (eagerly, 3.12+).
+        direct = self._direct = self._out.direct = Direct(self._out, node, pending, replies, counters)
+        self._in = Registry(node, router, self._membership, replies, counters, ratelog, direct,
+                            max_queue=max_queue, concurrency=concurrency)
         self._inbound = Inbound(node, wire, router, replies, self._membership, counters, ratelog)
         self._on_frame = self._inbound.on_frame
         self._state_listeners: list[Callable[[str], Any]] = []

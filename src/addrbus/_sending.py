@@ -10,11 +10,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._addresses import address_of
+from ._core.direct import ANSWERED
 from ._exceptions import ReplyError
 from ._ids import now
 from ._message import Message, make_message
 
 if TYPE_CHECKING:
+    from ._core.direct import Direct
     from ._core.node import Node
     from ._core.outbound import Outbound
     from ._core.requests import PendingRequests
@@ -31,6 +33,7 @@ class Sending:
 
     _node: Node
     _out: Outbound
+    _direct: Direct
     _wire: Wire
     _pending: PendingRequests
     _counters: Counters
@@ -52,15 +55,16 @@ class Sending:
         """
         out = self._out
         env = out.publish(address, body, headers, require_handlers, node)
+        # A full local backlog to wait for (overflow "wait"), or copies for pattern
+        # consumers' nodes and groups' picks: this call's, taken before it awaits.
+        held = out.take() if out.more else None
         if env is not None:
             if env.dst is None:
                 await self._wire.publish(env, body)
             else:
                 await self._wire.unicast(env.dst, env, body)
-        if out.more:
-            # A full local backlog to wait for (overflow "wait"), or copies for
-            # pattern consumers' nodes and groups' picks.
-            await out.finish_publish(body)
+        if held is not None:
+            await out.finish_publish(held, body)
 
     async def send(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
                    node: str | None = None) -> None:
@@ -117,6 +121,8 @@ class Sending:
         # would be one more frame per local round trip.
         out = self._out
         cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
+        if future is ANSWERED:  # its handler here answered within the call (Python 3.12+)
+            return self._direct.outcome()[0]
         window = None
         try:
             if remote is not None:
@@ -155,19 +161,23 @@ class Sending:
         """Send a request as :meth:`request` does, and return the whole reply ``Message``."""
         out = self._out
         cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
-        window = None
-        try:
-            if remote is not None:
-                window = await out.send_remote(remote, timeout, future)
-            elif out.more:
-                await out.wait_blocked()
-            body_, hdrs, msg_id, sender, ts = await future
-        except ReplyError as exc:
-            self._counters.count(f"failures.{exc.failure_type.value.lower()}")
-            raise
-        finally:
-            self._pending.discard(cid)
-            if window is not None:
-                window.release()
-        return make_message(body_, address_of(address), hdrs or {}, msg_id or self._node.next_id(), cid, None, sender,
+        if future is ANSWERED:  # its handler here answered within the call (Python 3.12+)
+            body_, hdrs, msg_id, sender, ts = self._direct.outcome()
+        else:
+            window = None
+            try:
+                if remote is not None:
+                    window = await out.send_remote(remote, timeout, future)
+                elif out.more:
+                    await out.wait_blocked()
+                body_, hdrs, msg_id, sender, ts = await future
+            except ReplyError as exc:
+                self._counters.count(f"failures.{exc.failure_type.value.lower()}")
+                raise
+            finally:
+                self._pending.discard(cid)
+                if window is not None:
+                    window.release()
+        return make_message(body_, address_of(address), hdrs or {}, msg_id or self._node.next_id(),
+                            cid or self._node.next_id(), None, sender,
                             ts or now(), None)

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import typing
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from .._exceptions import ConfigError
 from .._message import Message
@@ -116,3 +116,29 @@ def runner_cancelled(exc: BaseException) -> bool:
         return False
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+class Replier(Protocol):
+    """Where a handler's outcome goes: the bus's replies."""
+
+    def resolve_local(self, cid: str, body: Any) -> None:
+        """Resolve a request made on this very bus with ``body``."""
+
+    async def answer(self, cid: str, reply_to: str | None, kind: str, body: Any, code: int, message: str,
+                     remote_type: str, headers: dict[str, str] | None = None) -> None:
+        """Answer a request (``kind`` ``reply`` or ``fail``), here or on the requesting node."""
+
+
+class BoundAnswer:
+    """Bound answer for one request, stored in ``Message._answer``."""
+
+    __slots__ = ("_cid", "_replies", "_reply_to")
+
+    def __init__(self, replies: Replier, cid: str, reply_to: str | None) -> None:
+        self._replies = replies
+        self._cid = cid
+        self._reply_to = reply_to
+
+    async def __call__(self, kind: str, body: Any, code: int, message: str, remote_type: str,
+                       headers: dict[str, str] | None = None) -> None:
+        await self._replies.answer(self._cid, self._reply_to, kind, body, code, message, remote_type, headers)

@@ -27,6 +27,7 @@ from .handlers import at
 if TYPE_CHECKING:
     from .._counters import Counters
     from .._wire.wire import Wire
+    from .direct import Direct
     from .handlers import Item
     from .node import Node
     from .registration import Registration
@@ -39,6 +40,8 @@ logger = logging.getLogger("addrbus")  # the name users configure; fixed when fi
 Observer = Callable[[str, str, Any, dict[str, str]], None]
 #: A request bound for another node: (node id, envelope, body).
 Remote = tuple[str, Envelope, Any]
+#: What a publish left for its caller (:meth:`Outbound.take`): full backlogs, and copies for other nodes.
+Held = tuple["list[tuple[Registration, Item]]", "list[tuple[str, Envelope]] | None"]
 
 ANY_NODE = ""  # a request's node when the transport's engine chooses it (Transport.routes_sends)
 
@@ -66,13 +69,14 @@ class Outbound:
         self._observers: list[Observer] = []
         self._windows: dict[str, asyncio.Semaphore] = {}  # node -> requests in flight to it (UDP)
         #: Full local backlogs (policy ``wait``) the last publish or request met; see :meth:`wait_blocked`.
-        #: Filled and emptied by one caller with no await between, so callers never share it.
+        #: Filled by one call and taken (:meth:`take`) before its caller awaits, so callers never share it.
         self.blocked: list[tuple[Registration, Item]] = []
         #: Publishes that patterns or groups consume, and the copies the last one needs (:meth:`send_copies`).
         self.fanout = Fanout(node, router, self._full)
         self.copies: list[tuple[str, Envelope]] | None = None
         #: The last call left work for its caller: ``blocked`` or ``copies`` (one check on the hot path).
         self.more = False
+        self.direct: Direct | None = None  # set by the bus: requests that start their local handler
 
     def add_observer(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer`` for every publish, send and request; return a function that removes it."""
@@ -170,13 +174,16 @@ class Outbound:
             if not reg.deliver(one):
                 self._full(reg, one)
 
-    async def finish_publish(self, body: Any) -> None:
-        """Wait for room in the full backlogs the last publish met, then send its copies.
+    def take(self) -> Held:
+        """Take the work the last call left for its caller (``more``), before that caller awaits and others run."""
+        held = (self.blocked, self.copies)
+        self.blocked, self.copies, self.more = [], None, False
+        return held
 
-        The copies go to pattern consumers' nodes and to each group's pick.
-        """
-        copies, self.copies = self.copies, None
-        await self.wait_blocked()
+    async def finish_publish(self, held: Held, body: Any) -> None:
+        """Wait for room in the full backlogs a publish met, then send its copies to pattern and group consumers."""
+        blocked, copies = held
+        await self._wait_for_room(blocked)
         for node, env in copies or ():
             await self._wire.unicast(node, env, body)
 
@@ -193,8 +200,9 @@ class Outbound:
 
         A request dropped so fails at once with ``RecipientFailure`` 503, as one dropped on arrival does.
         """
-        blocked, self.blocked = self.blocked, []
-        self.more = False
+        await self._wait_for_room(self.take()[0])
+
+    async def _wait_for_room(self, blocked: list[tuple[Registration, Item]]) -> None:
         for reg, item in blocked:
             if await reg.put(item):
                 continue
@@ -292,17 +300,24 @@ class Outbound:
             self._counters.count("failures.no_handlers")
             raise _no_handlers(addr, to)
         self._counters.requests += 1
-        cid = node.next_id()
         node_id = node.id
         pending = self._pending
-        t = now()
         if isinstance(target, str):
+            cid = node.next_id()
+            t = now()
             if self._by_engine and to is None and not self._bus_routes(addr):
                 target = ANY_NODE  # the engine picks it; nobody can say which node owes the reply
             future = pending.add(cid, timeout, target, spec, addr)
             env = make_envelope(kind="req", ns=node.namespace, addr=addr, id=cid, cid=cid, rto=node_id,
                                 src=node_id, dst=target or None, dl=t + timeout, ts=t, hdr=hdrs)
             return cid, future, (target, env, body)
+        direct = self.direct
+        if target.direct and direct is not None:  # 3.12+: the handler may answer within this call
+            answered = direct.call(target, body, timeout, spec, addr)
+            if answered is not None:
+                return direct.cid, answered, None
+        cid = node.next_id()
+        t = now()
         future = pending.add(cid, timeout, node_id, spec, addr)
         item: Item = (body, False, hdrs, cid, cid, node_id, node_id, t, t + timeout)
         if target.pattern:

@@ -14,13 +14,16 @@ from .._message import make_message
 from .._patterns import GROUP_SEP, is_pattern
 from .._threads import run_in_thread
 from .._wire.bodies import BodyInvalid, BodySpec
+from .eager import EAGER
 from .handlers import (
     DEFAULT_OVERFLOW_TIMEOUT,
     PASS_BODY,
     PASS_INLINE,
     PASS_NOTHING,
+    BoundAnswer,
     Item,
     Overflow,
+    Replier,
     handler_name,
     is_async,
     runner_cancelled,
@@ -30,20 +33,10 @@ if TYPE_CHECKING:
     from .._counters import Counters
     from .._message import Message
     from .._ratelog import RateLimitedLog
+    from .eager import Starter
     from .node import Node
 
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
-
-class Answers(Protocol):
-    """Where a handler's outcome goes: the bus's replies."""
-
-    def resolve_local(self, cid: str, body: Any) -> None:
-        """Resolve a request made on this very bus with ``body``."""
-
-    async def answer(self, cid: str, reply_to: str | None, kind: str, body: Any, code: int, message: str,
-                     remote_type: str, headers: dict[str, str] | None = None) -> None:
-        """Answer a request (``kind`` ``reply`` or ``fail``), here or on the requesting node."""
-
 
 class Host(Protocol):
     """What a registration needs of the bus around it, handed to it at construction."""
@@ -51,9 +44,10 @@ class Host(Protocol):
     node: Node
     counters: Counters
     ratelog: RateLimitedLog
+    starter: Starter
 
     @property
-    def replies(self) -> Answers:
+    def replies(self) -> Replier:
         """Where handlers' outcomes go."""
 
     def unregister(self, reg: Registration) -> None:
@@ -109,6 +103,8 @@ class Registration:
         self._overflowing = False
         self._check_scheduled = False
         self.active = True
+        #: A request may start the handler itself (:mod:`.direct`): an ``async def`` of its body (3.12+).
+        self.direct = EAGER and self._pass == PASS_BODY and self._is_async and not self.pattern
 
     def __repr__(self) -> str:
         state = "" if self.active else " (unregistered)"
@@ -135,6 +131,25 @@ class Registration:
         """Tell whether a local caller should wait for room (:meth:`put`) when :meth:`deliver` refused."""
         return self._waits and not self._stuck
 
+    def takes(self, body: Any) -> bool:
+        """Tell whether a direct call may hand ``body`` over now: nothing queued, a run free, nothing to validate."""
+        runners = self._runners
+        spec = self._spec
+        return not self._backlog and (runners == 0 or (self._busy == runners and runners < self._concurrency)) and (
+            spec.adapter is None or (spec.cls is not None and isinstance(body, spec.cls)))
+
+    def claim(self) -> None:
+        """A direct call runs the handler: it holds one run of its concurrency until :meth:`release`."""
+        self._runners += 1
+        self._busy += 1
+
+    def release(self) -> None:
+        """A direct call's run ended: start a runner for what was queued meanwhile."""
+        runners = self._runners = self._runners - 1
+        self._busy -= 1
+        if self._backlog and (runners == 0 or (self._busy == runners and runners < self._concurrency)):
+            self._spawn()
+
     def deliver(self, item: Item) -> bool:
         """Queue one message without waiting; return False if the backlog is full and it was not queued.
 
@@ -149,6 +164,9 @@ class Registration:
                 return False  # under "wait", a local caller waits (put) and a network caller drops
             self.overflow_warning()
             self._evict(backlog.popleft())
+        elif self.direct and item[4] is None and not item[1] and self.takes(item[0]) and self._host.starter.fire(
+                self, item[0]):
+            return True  # a publish or send here that the handler took at once (3.12+)
         backlog.append(item)
         runners = self._runners
         # Start a runner if none is going, or if every runner is suspended inside
@@ -230,9 +248,10 @@ class Registration:
 
     def _spawn(self) -> None:
         self._runners += 1
-        task = asyncio.get_running_loop().create_task(self._run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task = self._host.starter.start(self._run())  # on 3.12+ it may have run to its end already
+        if not task.done():
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
         backlog = self._backlog
@@ -332,7 +351,7 @@ class Registration:
             elif mode == PASS_NOTHING:
                 args = ()
             else:
-                answer = None if cid is None else _Answer(replies, cid, reply_to)
+                answer = None if cid is None else BoundAnswer(replies, cid, reply_to)
                 msg = make_message(body, address, headers, msg_id, cid, reply_to, sender, timestamp, answer)
                 args = (msg,)
                 if mode == PASS_INLINE:
@@ -374,18 +393,3 @@ class Registration:
         logger.exception("handler %s for %r raised", handler_name(self.handler), self.address)
         if cid is not None:
             await self._host.replies.answer(cid, reply_to, "fail", None, 500, str(exc), type(exc).__name__)
-
-
-class _Answer:
-    """Bound answer for one request, stored in ``Message._answer``."""
-
-    __slots__ = ("_cid", "_replies", "_reply_to")
-
-    def __init__(self, replies: Answers, cid: str, reply_to: str | None) -> None:
-        self._replies = replies
-        self._cid = cid
-        self._reply_to = reply_to
-
-    async def __call__(self, kind: str, body: Any, code: int, message: str, remote_type: str,
-                       headers: dict[str, str] | None = None) -> None:
-        await self._replies.answer(self._cid, self._reply_to, kind, body, code, message, remote_type, headers)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .._message import Message
     from .._ratelog import RateLimitedLog
     from .._wire.bodies import BodySpec
+    from .eager import Starter
     from .membership import Membership
     from .node import Node
     from .requests import Replies
@@ -34,8 +35,10 @@ class Registry:
     """Add and remove handlers, keeping routing and membership told; the host of every Registration."""
 
     def __init__(self, node: Node, router: Router, membership: Membership, replies: Replies, counters: Counters,
-                 ratelog: RateLimitedLog, *, max_queue: int, concurrency: int) -> None:
+                 ratelog: RateLimitedLog, starter: Starter, *, max_queue: int, concurrency: int) -> None:
         self.node = node
+        #: Starts the handlers' runners (eagerly on Python 3.12+).
+        self.starter = starter
         self.counters = counters
         self.ratelog = ratelog
         self.replies = replies

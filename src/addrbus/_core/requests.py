@@ -212,10 +212,23 @@ class PendingRequests:
         return failed
 
 
-_INVALID = object()  # _reply_body's answer for a reply that failed validation
+_INVALID = object()  # reply_body's answer for a reply that failed validation
 
 
-def _reply_body(entry: Pending, body: Any, is_json: bool) -> Any:
+def failure(message: str, code: int, remote_type: str) -> ReplyError:
+    """Return the error a request fails with when its handler here failed (``remote_type``, as ``answer`` sends)."""
+    error = _FAILURES.get(remote_type)
+    if error is not None:
+        return error(message, code=code)
+    return RecipientFailure(message, code=code, remote_type=remote_type)
+
+
+def invalid_reply(exc: BodyInvalid) -> RecipientFailure:
+    """Return the failure of a request whose reply did not validate as its requester asked."""
+    return RecipientFailure(f"the reply did not validate: {exc}", code=502, remote_type="InvalidReply")
+
+
+def reply_body(entry: Pending, body: Any, is_json: bool) -> Any:
     """Return the reply's body as its requester asked for it, or fail the request and return ``_INVALID``."""
     spec = entry.spec
     try:
@@ -223,9 +236,7 @@ def _reply_body(entry: Pending, body: Any, is_json: bool) -> Any:
             return spec.from_json(body) if is_json else spec.from_python(body)
         return ANY_SPEC.from_json(body) if is_json else body
     except BodyInvalid as exc:
-        entry.future.set_exception(
-            RecipientFailure(f"the reply did not validate: {exc}", code=502, remote_type="InvalidReply")
-        )
+        entry.future.set_exception(invalid_reply(exc))
         return _INVALID
 
 
@@ -281,7 +292,7 @@ class Replies:
             self._counters.count("dropped.late_reply")
             return
         if entry.spec is not None:
-            body = _reply_body(entry, body, False)
+            body = reply_body(entry, body, False)
             if body is _INVALID:
                 return
         self._counters.replies += 1
@@ -295,7 +306,7 @@ class Replies:
             self._counters.count("dropped.late_reply")
             return
         if kind == "reply":
-            body = _reply_body(entry, body, is_json)
+            body = reply_body(entry, body, is_json)
             if body is _INVALID:
                 return
             if sender == self._node.id:
