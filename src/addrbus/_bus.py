@@ -20,6 +20,7 @@ from ._core.requests import PendingRequests, Replies
 from ._core.routing import Router
 from ._counters import Counters
 from ._exceptions import BusStopped, ConfigError, RecipientGone
+from ._loops import run as run_loop
 from ._ratelog import RateLimitedLog
 from ._registering import Registering
 from ._sending import Sending
@@ -222,12 +223,16 @@ class EventBus(Registering, Sending):
                         tb: TracebackType | None) -> None:
         await self.stop()
 
-    def run(self, main: Callable[[], Coroutine[Any, Any, R]] | None = None) -> R | None:
+    def run(self, main: Callable[[], Coroutine[Any, Any, R]] | None = None, *, uvloop: bool = False) -> R | None:
         """Start the bus, run ``main()`` (or wait for SIGINT/SIGTERM), stop the bus.
 
-        Blocks, like ``asyncio.run``; returns what ``main()`` returned.
+        Blocks, like ``asyncio.run``; returns what ``main()`` returned. With
+        ``uvloop=True`` it runs on uvloop (``pip install 'addrbus[speed]'``).
+
+        Raises:
+            ConfigError: with ``uvloop=True`` if uvloop is not installed.
         """
-        return asyncio.run(self._run(main))
+        return run_loop(self._run(main), uvloop=uvloop)
 
     async def _run(self, main: Callable[[], Coroutine[Any, Any, R]] | None) -> R | None:
         async with self:

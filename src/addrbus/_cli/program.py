@@ -15,6 +15,7 @@ from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from .._exceptions import BusError, ConfigError, ReplyError
+from .._loops import run as run_loop
 from .commands import Command
 from .errors import (
     EXIT_INTERRUPTED,
@@ -45,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(getattr(args, "verbose", 0))
     command: Command = args.run
     try:
-        return asyncio.run(_guarded(command(args)))
+        # On uvloop where it is installed (addrbus[speed]); ADDRBUS_UVLOOP=0 keeps asyncio's loop.
+        return run_loop(_guarded(command(args)), uvloop=None if os.environ.get("ADDRBUS_UVLOOP", "1") != "0" else False)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
