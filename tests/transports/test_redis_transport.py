@@ -20,6 +20,7 @@ from addrbus.transports.redis import RedisTransport, from_url, wire
 from addrbus.transports.redis.options import parse_redis_url
 from addrbus.transports.redis.publish import Publisher
 from tests.fixtures_redis import RedisServer, free_port
+from tests.test_membership import until
 from tests.transports._inbox import WAIT, Inbox
 
 pytestmark = pytest.mark.redis
@@ -247,6 +248,38 @@ def test_publisher_timeouts_tell_unsent_from_unknown() -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     run(main())
+
+
+def test_posts_are_pipelined_bounded_and_a_refused_one_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        wire_, pub = FakeWire(), Publisher(max_pending=3, describe="fake://")
+        pub.open()
+        tasks = [
+            asyncio.create_task(pub.run_writer(wire_.send)),
+            asyncio.create_task(pub.run_reader(wire_.read, Refused)),
+        ]
+        for n in range(3):  # queued without a round trip each: no reply has come yet
+            await pub.post(b"P", b"%d" % n, 1.0)  # returns without suspending
+        fourth = asyncio.create_task(pub.post(b"P", b"3", 1.0))
+        await until(lambda: b"".join(wire_.written).count(b"\r\n") == 3, "three posts written in one go")
+        assert len(wire_.written) == 1 and not fourth.done()  # max_pending frames pending: it waits for room
+        await wire_.replies.put(1)
+        await asyncio.wait_for(fourth, 1.0)
+        for reply in (Refused("NOPERM"), 0, 1):
+            await wire_.replies.put(reply)
+        await until(lambda: pub.pending == 0, "every reply read")
+        assert b"".join(wire_.written) == b"P0\r\nP1\r\nP2\r\nP3\r\n"
+        assert (pub.errors, pub.pending) == (1, 0)
+        with pytest.raises(TransportError, match="frame not sent"):
+            pub.close("stopped")
+            await pub.post(b"P", b"4", 1.0)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    with caplog.at_level(logging.WARNING, logger="addrbus.transports.redis"):
+        run(main())
+    assert [r.getMessage() for r in caplog.records if "refused a publish" in r.getMessage()] != []
 
 
 def test_publisher_close_fails_pending_and_waiters() -> None:
@@ -668,12 +701,15 @@ def test_restricted_acl_user_needs_only_pubsub(redis_server: RedisServer) -> Non
             assert await a.unicast(b_id, b"least privilege") is True
             assert await b_in.wait_for(1) == [b"least privilege"]
             await b.subscribe(["orders"])
-            assert await a.publish("orders", b"by interest") == 1
+            await a.publish("orders", b"by interest")
             assert await b_in.wait_for(2) == [b"least privilege", b"by interest"]
             await b.unsubscribe(["orders"])
             await b.subscribe(["other"])  # confirmed after the unsubscribe, on the same connection
-            assert await a.publish("orders", b"nobody") == 0
+            await a.publish("orders", b"nobody")
+            await a.publish("other", b"after")  # one sender's frames arrive in order: "nobody" was not delivered
+            assert await b_in.wait_for(3) == [b"least privilege", b"by interest", b"after"]
             assert b.stats()["interest_subscriptions"] == 1
+            assert a.stats()["publish_errors"] == 0
 
     try:
         run(main())

@@ -51,10 +51,6 @@ class Interests:
             head = self._heads[key] = wire.publish_head(self.channel(key))
         return head
 
-    def holds(self, key: str) -> bool:
-        """Tell whether this node subscribes to ``key`` (its own subscriber counts among the receivers)."""
-        return self.channel(key) in self.wanted
-
     async def subscribe(self, keys: Collection[str], timeout: float) -> None:  # noqa: ASYNC109
         """Subscribe to ``keys``' channels and wait until Redis confirmed each.
 

@@ -208,18 +208,20 @@ class RedisTransport(Transport):
             count = self._receivers.subscribers(probe, count)  # 0 is sure; more may be patterns only
         return count > 0
 
-    async def publish(self, key: str, frame: Any, *, timeout: float | None = None) -> int | None:  # noqa: ASYNC109
-        """Publish ``frame`` on the channel of interest key ``key``; raise and return as :meth:`broadcast`."""
+    async def publish(self, key: str, frame: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Publish ``frame`` on the channel of interest key ``key``: return once it is queued (the count is unknown).
+
+        It does not wait for Redis's reply: a loop of publishes is pipelined
+        like a raw one (:meth:`.Publisher.post`).
+
+        :raises MessageTooLarge: if the frame is larger than ``max_frame_size``.
+        :raises TransportError: if the connection is down, or ``max_pending`` frames stay pending for ``timeout``.
+        """
         size = len(frame)
         if size > self.max_frame_size:
             raise MessageTooLarge(size, self.max_frame_size, self.scheme)
-        interests = self._interests
-        head = b"%s$%d\r\n%s" % (interests.head(key), size + wire.SENDER_LEN, self._sender)
-        probe = self._receivers.probe(self._pub, interests.channel(key)) if self._receivers.checking else None
-        count = await self._pub.publish(head, frame, self._opts.timeout if timeout is None else timeout)
-        if probe is not None:
-            count = self._receivers.subscribers(probe, count)
-        return max(0, count - interests.holds(key))
+        head = b"%s$%d\r\n%s" % (self._interests.head(key), size + wire.SENDER_LEN, self._sender)
+        await self._pub.post(head, frame, self._opts.timeout if timeout is None else timeout)
 
     async def subscribe(self, keys: Collection[str]) -> None:
         """Subscribe to the channels of ``keys``; return once Redis confirmed them (see :mod:`.interest`).
