@@ -4,7 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test servers lint typecheck layers unit soak bench docs clean
+.PHONY: demo test servers lint typecheck layers unit unit-others soak bench peers docs clean
+
+# The suite runs on every supported Python this machine has: $(PYTHON) in $(VENV), then each
+# other one of PYTHONS found under pyenv or on PATH (scripts/find-python), in a venv of its own.
+PYTHONS ?= 3.11 3.12 3.13
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +19,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/user_service.py
 
-## make test: ruff, mypy (strict), the import-layer contract and the whole test suite
-test: $(STAMP) servers lint typecheck layers unit
+## make test: ruff, mypy (strict), the import-layer contract and the whole test suite on every Python here
+test: $(STAMP) servers lint typecheck layers unit unit-others
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks docs/snippets
@@ -31,7 +35,12 @@ typecheck: $(STAMP)
 # The suite runs inside a private network namespace, so no multicast frame can
 # leave this machine; the Redis tests start their own redis-server inside it.
 unit: $(STAMP)
+	@echo "== the suite on $$($(BIN)/python -V) ($(VENV))"
 	scripts/in-netns $(BIN)/pytest
+
+# The same suite on the other Pythons (scripts/test-pythons says which it ran and which it did not find).
+unit-others: $(STAMP)
+	scripts/test-pythons $(BIN)/python "$(PYTHONS)"
 
 # Tests start private brokers; install their Debian packages when we may (root) and one is missing.
 SERVERS := redis-server nats-server mosquitto
@@ -53,5 +62,13 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/inprocess.py
 
+## make peers: addrbus beside TinyBus and Lahja (pyproject's "bench" group) in a venv of its own, on 3.12+
+peers:
+	@test -x .venv-peers/bin/python || $$(scripts/find-python 3.13 || scripts/find-python 3.12 || echo $(PYTHON)) \
+	  -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q -e '.[speed]' \
+	  $$(.venv-peers/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["bench"]))')
+	.venv-peers/bin/python benchmarks/peers.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis site
+	rm -rf $(VENV) .venv-3.* .venv-peers .pytest_cache .mypy_cache .ruff_cache .hypothesis site
