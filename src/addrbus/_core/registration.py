@@ -263,8 +263,9 @@ class Registration:
         spec = self._spec
         spec_cls = spec.cls
         fast = self._pass == PASS_BODY and self._is_async
+        lingers = not host.starter.eager  # 3.11: stay a turn for the requester just answered (no task per request)
         try:
-            while backlog:
+            while backlog or (lingers and await self._linger()):
                 item = backlog.popleft()
                 if self._held:
                     self._freed()
@@ -319,6 +320,10 @@ class Registration:
                 logger.info("consumer %s at %r caught up", handler_name(self.handler), self.address)
         finally:
             self._runners -= 1
+
+    async def _linger(self) -> bool:  # one loop turn goes by: did a message come meanwhile? then take it
+        await asyncio.sleep(0)
+        return bool(self._backlog)
 
     async def _invoke(self, item: Item) -> None:
         address = self.address
