@@ -53,6 +53,7 @@ MAX_FIFOS = 64
 
 _new_pending = tuple.__new__
 _monotonic = time.monotonic
+_Future = asyncio.Future
 
 
 class PendingRequests:
@@ -91,7 +92,7 @@ class PendingRequests:
 
     def add(self, cid: str, timeout: float, node: str, spec: BodySpec | None, address: str) -> asyncio.Future[Any]:
         """Register a request and arm its timeout."""
-        future: asyncio.Future[Any] = self._loop.create_future()  # type: ignore[union-attr]
+        future: asyncio.Future[Any] = _Future(loop=self._loop)  # loop.create_future() is a Python frame more
         deadline = _monotonic() + timeout  # what loop.time() returns, minus a method call
         entries = self._entries
         entries[cid] = _new_pending(Pending, (future, node, spec, address))
