@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
+import os
 import pstats
 import shutil
 import socket
@@ -268,3 +269,32 @@ class Phases:
         for kind in kinds:
             (raw_p, raw_c), (bus_p, bus_c) = self.cpu[f"{kind} raw"], self.cpu[f"{kind} bus"]
             print(f"  {kind:<14} raw {raw_p:6.1f} / {raw_c:6.1f}   addrbus {bus_p:6.1f} / {bus_c:6.1f}")
+
+
+UVLOOP_ENV = "ADDRBUS_BENCH_UVLOOP"  # set by --uvloop: the benchmark's child processes run on uvloop too
+
+
+def add_uvloop_option(parser: Any) -> None:
+    """Add ``--uvloop`` to a benchmark's command line."""
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run on uvloop, bus and raw baseline alike (pip install 'addrbus[speed]')")
+
+
+def run(main: Any, uvloop: bool = False) -> Any:
+    """Run the coroutine ``main`` as ``asyncio.run`` does: on uvloop with ``uvloop`` (or in a child of such a run)."""
+    if uvloop:
+        os.environ[UVLOOP_ENV] = "1"
+    if os.environ.get(UVLOOP_ENV) != "1":
+        return asyncio.run(main)
+    try:
+        import uvloop as _uvloop
+    except ImportError:
+        main.close()
+        raise SystemExit("--uvloop needs uvloop: pip install 'addrbus[speed]'") from None
+    with asyncio.Runner(loop_factory=_uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def loop_name() -> str:
+    """Say which event loop runs this benchmark: asyncio's or uvloop."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"

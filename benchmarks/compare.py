@@ -1,4 +1,4 @@
-"""Two commits of addrbus in one process, alternating: in-process request/reply and publish to 10 listeners.
+"""Two commits of addrbus in one process, alternating: in-process request/reply (1 and 100 requesters), publish.
 
 Run::
 
@@ -48,7 +48,7 @@ def base_tree(rev: str, scratch: Path) -> Path:
     return scratch / "base" / "src" / "addrbus"
 
 
-async def scenario(mod: Any) -> tuple[float, float]:
+async def scenario(mod: Any) -> tuple[float, float, float]:
     bus = mod.EventBus()
 
     @bus.on("echo")
@@ -67,23 +67,33 @@ async def scenario(mod: Any) -> tuple[float, float]:
         for i in range(REQUESTS):
             await bus.request("echo", i)
         requests = REQUESTS / (time.process_time() - t)
+
+        async def requester(n: int) -> None:
+            for i in range(n):
+                await bus.request("echo", i)
+
+        t = time.process_time()
+        await asyncio.gather(*(requester(REQUESTS // 100) for _ in range(100)))
+        hundred = REQUESTS // 100 * 100 / (time.process_time() - t)
         t = time.process_time()
         for _ in range(PUBLISHES // 500):
             for i in range(500):
                 await bus.publish("fan", i)
             await bus.drain()
         deliveries = PUBLISHES * LISTENERS / (time.process_time() - t)
-    return requests, deliveries
+    return requests, hundred, deliveries
 
 
 async def main(rounds: int) -> None:
     mods = {name: importlib.import_module(name) for name in ("addrbus_base", "addrbus_work")}
-    got: dict[str, list[tuple[float, float]]] = {name: [] for name in mods}
+    got: dict[str, list[tuple[float, float, float]]] = {name: [] for name in mods}
     for _ in range(rounds):
         for name, mod in mods.items():
             got[name].append(await scenario(mod))
     print(f"{'figure (per CPU second)':<40} {'base':>12} {'working':>12} {'ratio':>7}")
-    for i, figure in enumerate(("request/reply, 1 requester", f"publish 1 -> {LISTENERS} listeners, deliveries")):
+    figures = ("request/reply, 1 requester", "request/reply, 100 requesters",
+               f"publish 1 -> {LISTENERS} listeners, deliveries")
+    for i, figure in enumerate(figures):
         base = statistics.median(r[i] for r in got["addrbus_base"])
         work = statistics.median(r[i] for r in got["addrbus_work"])
         ratio = statistics.median(w[i] / b[i] for b, w in zip(got["addrbus_base"], got["addrbus_work"], strict=True))

@@ -44,7 +44,9 @@ from _harness import (  # benchmarks/_harness.py
     Phases,
     PrivateServer,
     Profiler,
+    add_uvloop_option,
     concurrently,
+    run,
     serve_commands,
     timed,
 )
@@ -283,17 +285,18 @@ async def parent(server: Mosquitto, quick: bool, profile: str | None, profiler_k
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer messages")
+    add_uvloop_option(parser)
     parser.add_argument("--profile", choices=["child", "parent"], help="profile one side's bus phases")
     parser.add_argument("--profiler", choices=["cprofile", "pyinstrument"], default="cprofile")
     parser.add_argument("--child", nargs=3, metavar=("URL", "PORT", "NS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         url, port, ns = args.child
-        asyncio.run(child(url, int(port), ns, args.profiler))
+        run(child(url, int(port), ns, args.profiler))
         return
     server = Mosquitto()
     try:
-        missed = asyncio.run(parent(server, args.quick, args.profile, args.profiler))
+        missed = run(parent(server, args.quick, args.profile, args.profiler), args.uvloop)
     finally:
         server.stop()
     raise SystemExit(missed)

@@ -40,7 +40,16 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 import nats  # noqa: E402
-from _harness import Child, Phases, PrivateServer, concurrently, serve_commands, timed  # noqa: E402 (benchmarks/_harness.py)
+from _harness import (  # noqa: E402 - benchmarks/_harness.py
+    Child,
+    Phases,
+    PrivateServer,
+    add_uvloop_option,
+    concurrently,
+    run,
+    serve_commands,
+    timed,
+)
 
 from addrbus import EventBus  # noqa: E402
 
@@ -190,13 +199,14 @@ async def parent(url: str, version: str, quick: bool) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer messages")
+    add_uvloop_option(parser)
     parser.add_argument("--child", nargs=2, metavar=("URL", "NS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(*args.child))
+        run(child(*args.child))
         sys.exit(0)
     server = Server()
     try:
-        sys.exit(asyncio.run(parent(server.url, server.version, args.quick)))
+        sys.exit(run(parent(server.url, server.version, args.quick), args.uvloop))
     finally:
         server.stop()
