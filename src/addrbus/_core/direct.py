@@ -21,7 +21,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from .._wire.bodies import BodyInvalid
-from .eager import EAGER, MAX_DEPTH, Busy, Starter
+from .eager import EAGER, Busy, Starter
 from .handlers import handler_name
 from .requests import failure, invalid_reply
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 
-_Task = asyncio.Task
 #: What :meth:`Direct.call` returns for a request its handler answered within the call.
 ANSWERED = cast("asyncio.Future[Any]", object())
 
@@ -64,25 +63,9 @@ class Direct(Starter):
         That is :data:`ANSWERED` if the handler ended within this call (:meth:`outcome`
         says how), or the request's future, whose correlation id is :attr:`cid`.
         """
-        # Starter.ready() and eager_task() inline: this is every local request's path.
-        if not (self.eager and self._depth < MAX_DEPTH and self._left > 0 and not self._out.more
-                and reg.takes(body)):
+        if not (self.ready() and reg.takes(body)):
             return None
-        reg.claim()
-        self._counters.delivered += 1
-        loop = asyncio.get_running_loop()
-        self._left -= 1
-        if not self._refill_scheduled:
-            self._refill_scheduled = True
-            loop.call_soon(self.refill)
-        self._depth += 1
-        try:
-            task = _Task(reg.handler(body), loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-        except BaseException:  # KeyboardInterrupt or SystemExit from the handler: the task re-raised it
-            reg.release()
-            raise
-        finally:
-            self._depth -= 1
+        task = self._start(reg, body)
         node = self._node
         if not task.done():
             cid = self.cid = node.next_id()
@@ -109,23 +92,9 @@ class Direct(Starter):
 
     def fire(self, reg: Registration, body: Any) -> bool:
         """Start ``reg``'s handler of ``body`` (a publish or send here: nobody waits); False if it must be queued."""
-        if not (self.eager and self._depth < MAX_DEPTH and self._left > 0 and not self._out.more):
+        if not self.ready():
             return False
-        reg.claim()
-        self._counters.delivered += 1
-        loop = asyncio.get_running_loop()
-        self._left -= 1
-        if not self._refill_scheduled:
-            self._refill_scheduled = True
-            loop.call_soon(self.refill)
-        self._depth += 1
-        try:
-            task = _Task(reg.handler(body), loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-        except BaseException:
-            reg.release()
-            raise
-        finally:
-            self._depth -= 1
+        task = self._start(reg, body)
         if not task.done():
             reg.tasks.add(task)
             task.add_done_callback(partial(self._fired, reg))
@@ -140,6 +109,16 @@ class Direct(Starter):
         reg.release()
         if not (task.cancelled() and task.cancelling()) and (task.cancelled() or task.exception() is not None):
             self._error(reg, task)
+
+    def _start(self, reg: Registration, body: Any) -> asyncio.Task[Any]:
+        """Run ``reg``'s handler of ``body`` eagerly, holding one of its runs (:meth:`ready` said so)."""
+        reg.claim()
+        self._counters.delivered += 1
+        try:
+            return self.eager_task(reg.handler(body))
+        except BaseException:  # KeyboardInterrupt or SystemExit from the handler: the task re-raised it
+            reg.release()
+            raise
 
     def outcome(self) -> tuple[Any, None, str, str, float]:
         """Return the reply of the request :meth:`call` answered at once, as a future would, or raise its failure."""

@@ -60,12 +60,6 @@ class Starter:
         """Tell whether a task started now may start eagerly (:meth:`eager_task`)."""
         return self.eager and self._depth < MAX_DEPTH and self._left > 0 and not self._out.more
 
-    def start(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Return the task running ``coro``: started already (and maybe done) if eager, else scheduled."""
-        if self.ready():
-            return self.eager_task(coro)
-        return asyncio.get_running_loop().create_task(coro)
-
     def eager_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Return a task that has run ``coro`` up to its first suspension, or to its end (:meth:`ready` said so)."""
         loop = asyncio.get_running_loop()

@@ -10,45 +10,30 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .._exceptions import ConfigError
 from .._ids import now
-from .._message import make_message
 from .._patterns import GROUP_SEP, is_pattern
-from .._threads import run_in_thread
 from .._wire.bodies import BodyInvalid, BodySpec
 from .eager import EAGER
 from .handlers import (
     DEFAULT_OVERFLOW_TIMEOUT,
     PASS_BODY,
-    PASS_INLINE,
-    PASS_NOTHING,
-    BoundAnswer,
     Item,
     Overflow,
-    Replier,
     handler_name,
     is_async,
     runner_cancelled,
 )
+from .invoke import InvokeHost, Invoker
 
 if TYPE_CHECKING:
-    from .._counters import Counters
-    from .._message import Message
-    from .._ratelog import RateLimitedLog
     from .eager import Starter
-    from .node import Node
 
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 
-class Host(Protocol):
+
+class Host(InvokeHost, Protocol):
     """What a registration needs of the bus around it, handed to it at construction."""
 
-    node: Node
-    counters: Counters
-    ratelog: RateLimitedLog
     starter: Starter
-
-    @property
-    def replies(self) -> Replier:
-        """Where handlers' outcomes go."""
 
     def unregister(self, reg: Registration) -> None:
         """Remove ``reg`` from routing; its backlog is still handled."""
@@ -57,7 +42,7 @@ class Host(Protocol):
         """stop() cancelled the handling of request ``cid``: tell its requester (``RecipientGone``) now."""
 
 
-class Registration:
+class Registration(Invoker):
     """A handler registered at an address. ``unregister()`` removes it.
 
     Messages wait in a bounded backlog (``max_queue``) and start in the order
@@ -65,6 +50,8 @@ class Registration:
     start, up to ``concurrency`` at once; a handler that never suspends runs
     one message after another with no task per message.
     """
+
+    _host: Host
 
     def __init__(
         self,
@@ -172,7 +159,7 @@ class Registration:
         # Start a runner if none is going, or if every runner is suspended inside
         # the handler (so the new message would otherwise wait for I/O it does not need).
         if runners == 0 or (self._busy == runners and runners < self._concurrency):
-            self._spawn()
+            self._spawn(item[6] == self._host.node.id)
         return True
 
     def overflow_warning(self) -> None:
@@ -228,7 +215,7 @@ class Registration:
             return False
         backlog.append(item)
         if self._runners == 0 or (self._busy == self._runners and self._runners < self._concurrency):
-            self._spawn()
+            self._spawn(local=True)
         return True
 
     def _freed(self) -> None:
@@ -246,14 +233,23 @@ class Registration:
         if self._backlog and self._busy == self._runners and self._runners < self._concurrency:
             self._spawn()
 
-    def _spawn(self) -> None:
+    def _spawn(self, local: bool = False) -> None:
+        """Start a runner: within the call for a message of this bus (3.12+), else on the next loop turn.
+
+        One queued from the network, or behind others, is left to a runner that takes a burst
+        in one go (cheaper than a task for every frame); on 3.11 it stays a turn for more.
+        """
         self._runners += 1
-        task = self._host.starter.start(self._run())  # on 3.12+ it may have run to its end already
+        starter = self._host.starter
+        if local and starter.ready():
+            task = starter.eager_task(self._run(False))  # it may have run to its end already
+        else:  # on 3.12+ it does not linger: a request arriving then must find the handler free (Direct)
+            task = asyncio.get_running_loop().create_task(self._run(not starter.eager))
         if not task.done():
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _run(self) -> None:
+    async def _run(self, lingers: bool) -> None:
         backlog = self._backlog
         host = self._host
         counters = host.counters
@@ -263,9 +259,8 @@ class Registration:
         spec = self._spec
         spec_cls = spec.cls
         fast = self._pass == PASS_BODY and self._is_async
-        lingers = not host.starter.eager  # 3.11: stay a turn for the requester just answered (no task per request)
         try:
-            while backlog or (lingers and await self._linger()):
+            while backlog or (lingers and await self._linger()):  # a turn more, for the requester just answered
                 item = backlog.popleft()
                 if self._held:
                     self._freed()
@@ -324,77 +319,3 @@ class Registration:
     async def _linger(self) -> bool:  # one loop turn goes by: did a message come meanwhile? then take it
         await asyncio.sleep(0)
         return bool(self._backlog)
-
-    async def _invoke(self, item: Item) -> None:
-        address = self.address
-        if self.pattern:
-            address, item = item[9], item[:9]  # type: ignore[misc]
-        body, is_json, headers, msg_id, cid, reply_to, sender, timestamp, deadline = item
-        host = self._host
-        if deadline is not None and deadline < now():
-            # The requester has given up already: don't start work nobody will read.
-            host.counters.count("dropped.expired")
-            return
-        spec = self._spec
-        replies = host.replies
-        if is_json or not (spec.adapter is None or (spec.cls is not None and isinstance(body, spec.cls))):
-            try:
-                body = spec.from_json(body) if is_json else spec.from_python(body)
-            except BodyInvalid as exc:
-                host.counters.count("failures.invalid_body")
-                host.ratelog.warning("invalid_body", "a message to %r failed validation and was not handled: %s",
-                                     self.address, exc)
-                if cid is not None:
-                    await replies.answer(cid, reply_to, "fail", None, 422, str(exc), "ValidationError")
-                return
-        host.counters.delivered += 1
-        mode = self._pass
-        msg: Message[Any] | None = None
-        try:
-            if mode == PASS_BODY:
-                args: tuple[Any, ...] = (body,)
-            elif mode == PASS_NOTHING:
-                args = ()
-            else:
-                answer = None if cid is None else BoundAnswer(replies, cid, reply_to)
-                msg = make_message(body, address, headers, msg_id, cid, reply_to, sender, timestamp, answer)
-                args = (msg,)
-                if mode == PASS_INLINE:
-                    # Internal sinks (streams) take the message and answer it themselves;
-                    # a full stream that waits returns what to await before the next one.
-                    held = self.handler(msg)
-                    if held is not None:
-                        await held
-                    return
-            if self._is_async:
-                result = await self.handler(*args)
-            else:
-                try:
-                    result = await run_in_thread(self.handler, *args)
-                except asyncio.CancelledError as exc:
-                    if runner_cancelled(exc):  # stop() gave up on it; the thread itself cannot be stopped
-                        logger.warning("handler %s at %r still runs in its worker thread; stop() abandoned it",
-                                       handler_name(self.handler), self.address)
-                    raise
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            if runner_cancelled(exc):
-                raise
-            if msg is None or msg.__pydantic_private__["_answer"] is not None:  # type: ignore[index]
-                await self._failed(exc, cid, reply_to)
-            else:
-                await self._failed(exc, None, None)
-            return
-        if cid is None or (msg is not None and msg.__pydantic_private__["_answer"] is None):  # type: ignore[index]
-            return
-        if reply_to == host.node.id:
-            replies.resolve_local(cid, result)
-        else:
-            await replies.answer(cid, reply_to, "reply", result, 0, "", "")
-
-    async def _failed(self, exc: BaseException, cid: str | None, reply_to: str | None) -> None:
-        self._host.counters.count("failures.handler")
-        logger.exception("handler %s for %r raised", handler_name(self.handler), self.address)
-        if cid is not None:
-            await self._host.replies.answer(cid, reply_to, "fail", None, 500, str(exc), type(exc).__name__)
