@@ -62,12 +62,14 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/inprocess.py
 
-## make peers: addrbus beside TinyBus and Lahja (pyproject's "bench" group) in a venv of its own, on 3.12+
+## make peers: addrbus beside TinyBus and Lahja (pyproject's "bench" group) in a venv of its own, on 3.12
+## (TinyBus needs 3.12+; Lahja's trio 0.16 does not import on 3.13)
 peers:
-	@test -x .venv-peers/bin/python || $$(scripts/find-python 3.13 || scripts/find-python 3.12 || echo $(PYTHON)) \
+	@test -x .venv-peers/bin/python || $$(scripts/find-python 3.12 || scripts/find-python 3.13 || echo $(PYTHON)) \
 	  -m venv .venv-peers
-	.venv-peers/bin/python -m pip install -q -e '.[speed]' \
-	  $$(.venv-peers/bin/python -c 'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["bench"]))')
+	.venv-peers/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["dependency-groups"]["bench"]))' \
+	  > .venv-peers/bench.txt
+	.venv-peers/bin/python -m pip install -q -e '.[speed]' -r .venv-peers/bench.txt
 	.venv-peers/bin/python benchmarks/peers.py
 
 clean:

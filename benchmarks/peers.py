@@ -33,8 +33,20 @@ from typing import Any
 import inprocess
 from _harness import loop_name, run
 
-HAS_TINYBUS = importlib.util.find_spec("tinybus") is not None
-HAS_LAHJA = importlib.util.find_spec("lahja") is not None
+
+def usable(name: str) -> str:
+    """Return "" if the peer ``name`` imports here, else why not."""
+    if importlib.util.find_spec(name) is None:
+        return "not installed"
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # Lahja's trio 0.16 raises TypeError on import on 3.13
+        return f"does not import on Python {platform.python_version()} ({type(exc).__name__})"
+    return ""
+
+
+WHY_NOT = {"TinyBus": usable("tinybus"), "Lahja": usable("lahja")}
+HAS_TINYBUS, HAS_LAHJA = not WHY_NOT["TinyBus"], not WHY_NOT["Lahja"]
 if HAS_TINYBUS:  # at module level: TinyBus resolves its handlers' annotations in their module
     from tinybus import EventBus as TinyBus
     from tinybus import Message as TinyMessage
@@ -184,8 +196,7 @@ async def main(quick: bool) -> int:
         }),
     ]
     print(f"Python {platform.python_version()}, {loop_name()} loop; "
-          f"TinyBus {'installed' if HAS_TINYBUS else 'not installed (Python 3.12+)'}, "
-          f"Lahja {'installed' if HAS_LAHJA else 'not installed'}")
+          + "; ".join(f"{peer} {why or 'installed'}" for peer, why in WHY_NOT.items()))
     names = ["raw", "addrbus", "TinyBus", "Lahja"]
     print(f"{'figure':<48}" + "".join(f"{name:>20}" for name in names))
     behind = 0
