@@ -65,33 +65,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _guarded(coro: Coroutine[Any, Any, int]) -> int:
-    """Run a command; SIGTERM stops it as Ctrl-C does, so the bus says goodbye."""
+    """Run a command; SIGINT and SIGTERM stop it, so the bus says goodbye, and give their exit codes.
+
+    Both go through the loop's own signal handling: uvloop does not run the
+    Python-level SIGINT handler ``asyncio.Runner`` installs while it waits for I/O.
+    """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
-    terminated = False
+    stopped_by: list[int] = []
 
-    def terminate() -> None:
-        nonlocal terminated
-        terminated = True
+    def stop(code: int) -> None:
+        stopped_by.append(code)
         if task is not None:
             task.cancel()
 
-    try:
-        loop.add_signal_handler(signal.SIGTERM, terminate)
-    except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
-        pass
+    signals = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED}
+    for sig, code in signals.items():
+        try:
+            loop.add_signal_handler(sig, stop, code)
+        except (NotImplementedError, RuntimeError):  # Windows, or not the main thread
+            pass
     try:
         return await coro
     except asyncio.CancelledError:
-        # Only our own SIGTERM cancellation becomes an exit code; any other propagates.
-        if terminated:
-            return EXIT_TERMINATED
+        # Only our own cancellation, by a signal, becomes an exit code; any other propagates.
+        if stopped_by:
+            return stopped_by[0]
         raise
     finally:
-        try:
-            loop.remove_signal_handler(signal.SIGTERM)
-        except (NotImplementedError, RuntimeError):
-            pass
+        for sig in signals:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
 
 
 def _setup_logging(verbosity: int) -> None:
