@@ -32,7 +32,8 @@ def turned() -> list[bool]:
     return flag
 
 
-async def test_a_request_to_a_handler_that_never_suspends_needs_no_loop_turn_on_312() -> None:
+def echo_bus() -> tuple[EventBus, str]:
+    """Return a bus with a handler that answers ``n + 1`` without suspending, and its address."""
     bus = EventBus()
     address = unique("echo")
 
@@ -40,6 +41,11 @@ async def test_a_request_to_a_handler_that_never_suspends_needs_no_loop_turn_on_
     async def echo(n: int) -> int:
         return n + 1
 
+    return bus, address
+
+
+async def test_a_request_to_a_handler_that_never_suspends_needs_no_loop_turn_on_312() -> None:
+    bus, address = echo_bus()
     async with bus:
         flag = turned()
         assert await bus.request(address, 41) == 42
@@ -89,15 +95,9 @@ async def test_the_users_task_factory_is_left_alone() -> None:
 
     loop.set_task_factory(factory)  # type: ignore[arg-type]
     try:
-        bus = EventBus()
-        address = unique("echo")
-
-        @bus.on(address)
-        async def echo(n: int) -> int:
-            return n
-
+        bus, address = echo_bus()
         async with bus:
-            assert await bus.request(address, 1) == 1
+            assert await bus.request(address, 1) == 2
             assert loop.get_task_factory() is factory
             before = len(made)
             await asyncio.create_task(asyncio.sleep(0))
@@ -250,13 +250,7 @@ async def test_a_suspended_direct_request_times_out_and_stop_fails_the_next() ->
 
 
 async def test_a_loop_of_requests_to_a_handler_that_never_suspends_still_lets_the_loop_turn() -> None:
-    bus = EventBus()
-    address = unique("echo")
-
-    @bus.on(address)
-    async def echo(n: int) -> int:
-        return n
-
+    bus, address = echo_bus()
     async with bus:
         flag = turned()
         for n in range(eager.TURN_BUDGET + 10):
