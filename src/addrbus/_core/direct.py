@@ -90,26 +90,6 @@ class Direct(Starter):
         self.answer = (result, None, "", node.id, 0.0)
         return ANSWERED
 
-    def fire(self, reg: Registration, body: Any) -> bool:
-        """Start ``reg``'s handler of ``body`` (a publish or send here: nobody waits); False if it must be queued."""
-        if not self.ready():
-            return False
-        task = self._start(reg, body)
-        if not task.done():
-            reg.tasks.add(task)
-            task.add_done_callback(partial(self._fired, reg))
-            return True
-        reg.release()
-        if task.cancelled() or task.exception() is not None:
-            self._error(reg, task)
-        return True
-
-    def _fired(self, reg: Registration, task: asyncio.Task[Any]) -> None:
-        reg.tasks.discard(task)
-        reg.release()
-        if not (task.cancelled() and task.cancelling()) and (task.cancelled() or task.exception() is not None):
-            self._error(reg, task)
-
     def _start(self, reg: Registration, body: Any) -> asyncio.Task[Any]:
         """Run ``reg``'s handler of ``body`` eagerly, holding one of its runs (:meth:`ready` said so)."""
         reg.claim()

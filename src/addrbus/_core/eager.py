@@ -1,12 +1,12 @@
-"""Start a handler's runner: eagerly on Python 3.12+, so a handler that never suspends ends within the call.
+"""Start a local request's handler eagerly on Python 3.12+, so one that never suspends ends within the call.
 
-A runner started eagerly runs at once, inside the call that delivered its
-message (``publish``, ``send``, ``request``, or a frame off the network), up
-to the handler's first suspension; only then does it become a task the loop
-schedules. A local request whose handler does not suspend is answered before
-``request()`` awaits its future, with no loop turn at all. The task is made
-with ``asyncio.Task(..., eager_start=True)``: the user's loop and its task
-factory are left alone.
+A task started eagerly runs at once, inside ``request()`` (or the call that
+queued a request of this bus), up to the handler's first suspension; only
+then does the loop schedule it. A local request whose handler does not
+suspend is answered before ``request()`` awaits anything, with no loop turn
+at all. The task is made with ``asyncio.Task(..., eager_start=True)``: the
+user's loop and its task factory are left alone. Publishes, sends and frames
+from the network are left to runners that take a burst in one go.
 
 Three bounds keep the caller's call what it was:
 
@@ -72,10 +72,6 @@ class Starter:
             return asyncio.Task(coro, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
         finally:
             self._depth -= 1
-
-    def fire(self, reg: Any, body: Any) -> bool:
-        """Start ``reg``'s handler of ``body`` (a publish or send: nobody waits for it); False if it must be queued."""
-        return False
 
     def refill(self) -> None:
         """A loop turn went by: the budget is whole again."""
