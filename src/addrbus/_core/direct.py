@@ -123,11 +123,6 @@ class Direct(Starter):
         if task.cancelled() and task.cancelling():
             return  # stop() gave up on it, and failed the request (BusStopped) before
         if task.cancelled() or task.exception() is not None:
-            error = self._error(reg, task)
-            entry = self._pending.get(cid)
-            if entry is not None:
-                entry.future.set_exception(error)
-            else:
-                self._counters.count("dropped.late_reply")
-            return
-        self._replies.resolve_local(cid, task.result())
+            self._replies.fail_local(cid, self._error(reg, task))
+        else:
+            self._replies.resolve_local(cid, task.result())

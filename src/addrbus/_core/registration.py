@@ -118,11 +118,15 @@ class Registration(Invoker):
         """Tell whether a local caller should wait for room (:meth:`put`) when :meth:`deliver` refused."""
         return self._waits and not self._stuck
 
+    def _run_free(self) -> bool:
+        """Tell whether a new message should start a run: none is going, or all are suspended and one is free."""
+        runners = self._runners
+        return runners == 0 or (self._busy == runners and runners < self._concurrency)
+
     def takes(self, body: Any) -> bool:
         """Tell whether a direct call may hand ``body`` over now: nothing queued, a run free, nothing to validate."""
-        runners = self._runners
         spec = self._spec
-        return not self._backlog and (runners == 0 or (self._busy == runners and runners < self._concurrency)) and (
+        return not self._backlog and self._run_free() and (
             spec.adapter is None or (spec.cls is not None and isinstance(body, spec.cls)))
 
     def claim(self) -> None:
@@ -132,9 +136,9 @@ class Registration(Invoker):
 
     def release(self) -> None:
         """A direct call's run ended: start a runner for what was queued meanwhile."""
-        runners = self._runners = self._runners - 1
+        self._runners -= 1
         self._busy -= 1
-        if self._backlog and (runners == 0 or (self._busy == runners and runners < self._concurrency)):
+        if self._backlog and self._run_free():
             self._spawn()
 
     def deliver(self, item: Item) -> bool:
@@ -211,7 +215,7 @@ class Registration(Invoker):
         elif len(backlog) >= self._max_queue:
             return False
         backlog.append(item)
-        if self._runners == 0 or (self._busy == self._runners and self._runners < self._concurrency):
+        if self._run_free():
             self._spawn(local=True)
         return True
 

@@ -299,6 +299,14 @@ class Replies:
         self._counters.replies += 1
         entry.future.set_result((body, None, "", self._node.id, 0.0))
 
+    def fail_local(self, cid: str, error: ReplyError) -> None:
+        """Fail a request made on this very bus with ``error`` (its handler here raised)."""
+        entry = self._pending.get(cid)
+        if entry is None:
+            self._counters.count("dropped.late_reply")
+            return
+        entry.future.set_exception(error)
+
     def resolve(self, cid: str, kind: str, body: Any, is_json: bool, headers: dict[str, str], sender: str,
                 code: int, message: str, remote_type: str, failure_type: str, msg_id: str = "") -> None:
         """Resolve a request with a reply or a failure (``kind``) that reached this node."""

@@ -146,8 +146,9 @@ class Sealer:
             raise ConfigError(f"max_replay_entries must be positive, not {max_replay_entries!r}")
         fernet = _fernet_module()
         listed = _key_list(keys)
-        fernets = [_make_fernet(fernet.Fernet, key, index) for index, key in enumerate(listed)]
-        raw_keys = [_key_bytes(key) for key in listed]
+        made = [_make_fernet(fernet.Fernet, key, index) for index, key in enumerate(listed)]
+        fernets = [f for f, _ in made]
+        raw_keys = [raw for _, raw in made]
         self._fernet: Fernet | MultiFernet = fernets[0] if len(fernets) == 1 else fernet.MultiFernet(fernets)
         self._invalid_token: type[Exception] = fernet.InvalidToken
         self._decrypters = _fast_decrypters(fernets)
@@ -311,21 +312,13 @@ def _fast_decrypters(fernets: list[Fernet]) -> tuple[_Decrypter, ...] | None:
     return tuple(decrypters)
 
 
-def _key_bytes(key: object) -> bytes:
-    """Return a key's 32 bytes (the key was checked by _make_fernet)."""
-    secret = key.get_secret_value() if isinstance(key, SecretStr | SecretBytes) else key
-    raw = secret.encode() if isinstance(secret, str) else secret
-    assert isinstance(raw, bytes)
-    return base64.urlsafe_b64decode(raw)
-
-
 def _topic_secret(key: bytes) -> bytes:
     """Derive the secret of a key's interest digests: never the key itself."""
     return hashlib.sha256(b"addrbus interest keys\0" + key).digest()
 
 
-def _make_fernet(fernet_cls: type[Fernet], key: object, index: int) -> Fernet:
-    """Build one Fernet, with an error that never shows the key."""
+def _make_fernet(fernet_cls: type[Fernet], key: object, index: int) -> tuple[Fernet, bytes]:
+    """Build one Fernet and return it with the key's 32 bytes, with an error that never shows the key."""
     secret = key.get_secret_value() if isinstance(key, SecretStr | SecretBytes) else key
     if not isinstance(secret, str | bytes):
         kind = type(secret).__name__
@@ -333,8 +326,9 @@ def _make_fernet(fernet_cls: type[Fernet], key: object, index: int) -> Fernet:
     try:
         # The key's canonical form, padded, whatever the installed cryptography also accepts
         # (51 takes a key without its "="): every peer must read the key the same way.
-        if len(base64.urlsafe_b64decode(secret)) == 32:
-            return fernet_cls(secret)
+        raw = base64.urlsafe_b64decode(secret)
+        if len(raw) == 32:
+            return fernet_cls(secret), raw
     except (ValueError, TypeError):  # binascii.Error is a ValueError
         pass  # leave the exception behind: its context could carry the key
     raise ConfigError(

@@ -94,15 +94,11 @@ class Publisher:
         :raises TransportError: if the frame surely did not leave.
         :raises DeliveryUnknown: if it left but no reply came in ``within`` seconds.
         """
-        if not self.is_open:
-            self.errors += 1
-            raise TransportError(f"{self.describe} is {self._closed_reason}; frame not sent")
         loop = asyncio.get_running_loop()
         # A deadline on the future instead of asyncio.timeout(): no cancellation
         # of the caller, and _expire knows whether the frame has left.
         deadline = loop.time() + within
-        if self._space or self._granted or len(self._queued) + len(self._inflight) >= self.max_pending:
-            await self._wait_space(deadline)
+        await self._admit(deadline)
         fut: asyncio.Future[int] = loop.create_future()
         wake = self._wake
         if wake is not None and self._solo and not self._inflight and self.direct is not None:
@@ -207,12 +203,19 @@ class Publisher:
 
         :raises TransportError: if the connection is down, or no room came within ``within``.
         """
+        await self._admit(asyncio.get_running_loop().time() + within)
+        self.ping(head, frame)
+
+    async def _admit(self, deadline: float) -> None:
+        """Return once a frame may be queued: the connection is up and, by ``deadline``, there is room.
+
+        :raises TransportError: if not.
+        """
         if not self.is_open:
             self.errors += 1
             raise TransportError(f"{self.describe} is {self._closed_reason}; frame not sent")
         if self._space or self._granted or len(self._queued) + len(self._inflight) >= self.max_pending:
-            await self._wait_space(asyncio.get_running_loop().time() + within)
-        self.ping(head, frame)
+            await self._wait_space(deadline)
 
     def query(self, command: bytes) -> asyncio.Future[Any]:
         """Queue one packed command (``PUBSUB NUMSUB ...``) behind what is queued; return its reply's future.
