@@ -2,6 +2,7 @@
 
 from ._bus import EventBus
 from ._compat import Client, Event, publish, run, schedule, start, stop, subscribe, unsubscribe
+from ._core.intercept import Interceptor, Outcome, Outgoing
 from ._core.registration import Registration
 from ._core.stream import Stream
 from ._endpoint import Endpoint
@@ -36,10 +37,13 @@ __all__ = [
     "Event",
     "EventBus",
     "FailureType",
+    "Interceptor",
     "Job",
     "Message",
     "MessageTooLarge",
     "NoHandlers",
+    "Outcome",
+    "Outgoing",
     "RecipientFailure",
     "RecipientGone",
     "Registration",

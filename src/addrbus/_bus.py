@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._addresses import address_of
 from ._core.direct import Direct
 from ._core.inbound import Inbound
+from ._core.intercept import Interceptors, Observer, Observing
 from ._core.membership import LEFT, Membership
 from ._core.node import Node
-from ._core.outbound import Observer, Outbound
+from ._core.outbound import Outbound
 from ._core.registry import Registry
 from ._core.requests import PendingRequests, Replies
 from ._core.routing import Router
@@ -83,7 +84,9 @@ class EventBus(Registering, Sending):
         replies = Replies(node, pending, wire, counters, ratelog)
         # Starts handlers' runners, and local requests' handlers within the call (eagerly, 3.12+).
         direct = self._direct = self._out.direct = Direct(self._out, node, pending, replies, counters)
-        self._in = Registry(node, router, self._membership, replies, counters, ratelog, direct,
+        hooks = self._hooks = Interceptors()
+        self._outbound_hooks = hooks.outbound
+        self._in = Registry(node, router, self._membership, replies, counters, ratelog, direct, hooks,
                             max_queue=max_queue, concurrency=concurrency)
         self._inbound = Inbound(node, wire, router, replies, self._membership, counters, ratelog)
         self._on_frame = self._inbound.on_frame
@@ -142,7 +145,32 @@ class EventBus(Registering, Sending):
         (``addrbus.testing.Recorder`` is built on it). An observer that raises is
         logged and skipped. Returns a function that removes the observer.
         """
-        return self._out.add_observer(observer)
+        return self.add_interceptor(Observing(observer))
+
+    def add_interceptor(self, interceptor: Any) -> Callable[[], None]:
+        """Install an interceptor (:class:`~addrbus.Interceptor`): hooks on what goes out and what is handled.
+
+        Its ``outbound(call)`` sees every publish, send and request of this bus
+        (and may add headers); its ``inbound(message)`` runs before every handler
+        of this bus. Either may return a finisher, called with the
+        :class:`~addrbus.Outcome`. Interceptors run in the order added; one that
+        raises is logged and skipped. Returns a function that removes it.
+
+        Raises:
+            TypeError: if ``interceptor`` has neither hook.
+        """
+        remove = self._hooks.add(interceptor)
+        self._direct_calls()
+
+        def undo() -> None:
+            remove()
+            self._direct_calls()
+
+        return undo
+
+    def _direct_calls(self) -> None:
+        # A request's handler here runs within its call (3.12+) only with no inbound hook to see it.
+        self._out.direct = None if self._hooks.inbound else self._direct
 
     async def start(self) -> None:
         """Connect the transport and learn who consumes what; idempotent.

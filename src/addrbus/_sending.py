@@ -10,12 +10,17 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from ._addresses import address_of
+from ._core.checks import sendable
 from ._core.direct import ANSWERED
+from ._core.intercept import Interceptors, Outgoing
 from ._exceptions import ReplyError
 from ._ids import now
 from ._message import Message, make_message
+from ._wire.envelope import check_headers
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from ._core.direct import Direct
     from ._core.node import Node
     from ._core.outbound import Outbound
@@ -28,6 +33,12 @@ R = TypeVar("R")
 Q = TypeVar("Q")
 
 
+class Intercepted(dict[str, str]):
+    """The headers of a call the interceptors have seen: the call goes its plain way from there."""
+
+    __slots__ = ()
+
+
 class Sending:
     """Publish, send and request: the sending methods of :class:`~addrbus.EventBus`."""
 
@@ -37,6 +48,22 @@ class Sending:
     _wire: Wire
     _pending: PendingRequests
     _counters: Counters
+    _hooks: Interceptors
+    #: The interceptors' outbound hooks (``_hooks.outbound``): empty, the calls take their plain way.
+    _outbound_hooks: list[Any]
+
+    async def _intercepted(self, kind: str, call: Callable[..., Coroutine[Any, Any, Any]], address: Any, body: Any,
+                           headers: dict[str, str] | None, node: str | None, **options: Any) -> Any:
+        """Run the outbound hooks, then ``call`` itself with the headers they made, then their finishers."""
+        outgoing = Outgoing(kind, sendable(address), body, Intercepted(check_headers(headers)), node)
+        started = Interceptors.run(self._outbound_hooks, outgoing)
+        try:
+            result = await call(address, body, headers=Intercepted(outgoing.headers), node=node, **options)
+        except BaseException as exc:
+            Interceptors.finish(started, exc)
+            raise
+        Interceptors.finish(started, None, result)
+        return result
 
     async def publish(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
                       require_handlers: bool = False, node: str | None = None) -> None:
@@ -53,6 +80,10 @@ class Sending:
             MessageTooLarge: if the message is larger than the transport carries.
             TransportError: if the transport could not take it.
         """
+        if self._outbound_hooks and type(headers) is not Intercepted:
+            await self._intercepted("publish", self.publish, address, body, headers, node,
+                                    require_handlers=require_handlers)
+            return
         out = self._out
         env = out.publish(address, body, headers, require_handlers, node)
         # A full local backlog to wait for (overflow "wait"), or copies for pattern
@@ -78,6 +109,9 @@ class Sending:
             MessageTooLarge: if the message is larger than the transport carries.
             TransportError: if the transport could not take it.
         """
+        if self._outbound_hooks and type(headers) is not Intercepted:
+            await self._intercepted("send", self.send, address, body, headers, node)
+            return
         await self._out.send(address, body, headers, node)
 
     @overload
@@ -119,6 +153,9 @@ class Sending:
         """
         # One coroutine on purpose: an inner coroutine shared with request_message()
         # would be one more frame per local round trip.
+        if self._outbound_hooks and type(headers) is not Intercepted:
+            return await self._intercepted("request", self.request, address, body, headers, node,
+                                           timeout=timeout, response_type=response_type)
         out = self._out
         cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
         if future is ANSWERED:  # its handler here answered within the call (Python 3.12+)
@@ -159,6 +196,10 @@ class Sending:
                               headers: dict[str, str] | None = None, node: str | None = None,
                               response_type: Any = None) -> Message[Any]:
         """Send a request as :meth:`request` does, and return the whole reply ``Message``."""
+        if self._outbound_hooks and type(headers) is not Intercepted:
+            return await self._intercepted(  # type: ignore[no-any-return]
+                "request", self.request_message, address, body, headers, node, timeout=timeout,
+                response_type=response_type)
         out = self._out
         cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
         if future is ANSWERED:  # its handler here answered within the call (Python 3.12+)

@@ -17,6 +17,7 @@ from .._message import make_message
 from .._threads import run_in_thread
 from .._wire.bodies import BodyInvalid
 from .handlers import PASS_BODY, PASS_INLINE, PASS_NOTHING, BoundAnswer, Item, Replier, handler_name, runner_cancelled
+from .intercept import Interceptors
 
 if TYPE_CHECKING:
     from .._counters import Counters
@@ -34,6 +35,7 @@ class InvokeHost(Protocol):
     node: Node
     counters: Counters
     ratelog: RateLimitedLog
+    hooks: Interceptors
 
     @property
     def replies(self) -> Replier:
@@ -76,6 +78,7 @@ class Invoker:
         host.counters.delivered += 1
         mode = self._pass
         msg: Message[Any] | None = None
+        started = None
         try:
             if mode == PASS_BODY:
                 args: tuple[Any, ...] = (body,)
@@ -92,6 +95,9 @@ class Invoker:
                     if held is not None:
                         await held
                     return
+            if host.hooks.inbound:  # interceptors see a Message, whatever the handler takes
+                seen = msg or make_message(body, address, headers, msg_id, cid, reply_to, sender, timestamp, None)
+                started = Interceptors.run(host.hooks.inbound, seen)
             if self._is_async:
                 result = await self.handler(*args)
             else:
@@ -105,6 +111,8 @@ class Invoker:
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
+            if started is not None:
+                Interceptors.finish(started, exc)
             if runner_cancelled(exc):
                 raise
             if msg is None or msg.__pydantic_private__["_answer"] is not None:  # type: ignore[index]
@@ -112,6 +120,8 @@ class Invoker:
             else:
                 await self._failed(exc, None, None)
             return
+        if started is not None:
+            Interceptors.finish(started, None, result)
         if cid is None or (msg is not None and msg.__pydantic_private__["_answer"] is None):  # type: ignore[index]
             return
         if reply_to == host.node.id:

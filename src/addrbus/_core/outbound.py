@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any
@@ -34,10 +33,7 @@ if TYPE_CHECKING:
     from .requests import PendingRequests
     from .routing import Router, Target
 
-logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 
-#: ``observer(kind, address, body, headers)``, kind ``publish``, ``send`` or ``request``.
-Observer = Callable[[str, str, Any, dict[str, str]], None]
 #: A request bound for another node: (node id, envelope, body).
 Remote = tuple[str, Envelope, Any]
 #: What a publish left for its caller (:meth:`Outbound.take`): full backlogs, and copies for other nodes.
@@ -53,8 +49,8 @@ def _no_handlers(addr: str, to: str | None) -> NoHandlers:
 class Outbound:
     """Route what the bus's callers publish, send and request.
 
-    Holds no message state: only the observers and, on transports without flow
-    control (UDP), a window of requests in flight per node.
+    Holds no message state: only, on transports without flow control (UDP), a
+    window of requests in flight per node. Interceptors run before (``_sending``).
     """
 
     def __init__(self, node: Node, router: Router, wire: Wire, pending: PendingRequests, counters: Counters,
@@ -66,7 +62,6 @@ class Outbound:
         self._pending = pending
         self._counters = counters
         self._node_gone = node_gone
-        self._observers: list[Observer] = []
         self._windows: dict[str, asyncio.Semaphore] = {}  # node -> requests in flight to it (UDP)
         #: Full local backlogs (policy ``wait``) the last publish or request met; see :meth:`wait_blocked`.
         #: Filled by one call and taken (:meth:`take`) before its caller awaits, so callers never share it.
@@ -77,23 +72,6 @@ class Outbound:
         #: The last call left work for its caller: ``blocked`` or ``copies`` (one check on the hot path).
         self.more = False
         self.direct: Direct | None = None  # set by the bus: requests that start their local handler
-
-    def add_observer(self, observer: Observer) -> Callable[[], None]:
-        """Call ``observer`` for every publish, send and request; return a function that removes it."""
-        self._observers.append(observer)
-
-        def remove() -> None:
-            if observer in self._observers:
-                self._observers.remove(observer)
-
-        return remove
-
-    def _notify(self, kind: str, address: str, body: Any, headers: dict[str, str]) -> None:
-        for observer in list(self._observers):
-            try:
-                observer(kind, address, body, headers)
-            except Exception:
-                logger.exception("bus observer %r raised", observer)
 
     def forget(self, node: str | None = None) -> None:
         """Drop the flow-control window of ``node`` (every node's when None)."""
@@ -126,8 +104,6 @@ class Outbound:
             if not router.count(addr):
                 self._counters.count("failures.no_handlers")
                 raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
-        if self._observers:
-            self._notify("publish", addr, body, hdrs)
         msg_id = node.next_id()
         ts = now()
         self._counters.published += 1
@@ -157,8 +133,6 @@ class Outbound:
                 router.remote.get(addr, {}).get(to) or (router.patterns and to in router.pattern_nodes(addr))):
             self._counters.count("failures.no_handlers")
             raise NoHandlers(f"node {to} has no handlers for address {addr!r}", code=-1)
-        if self._observers:
-            self._notify("publish", addr, body, hdrs)
         msg_id = node.next_id()
         self._counters.published += 1
         if here:
@@ -245,8 +219,6 @@ class Outbound:
         if get_ident() != node.thread:  # cheap: get_running_loop() costs 0.2 us on 3.11
             check_loop(node)
         hdrs = check_headers(headers)
-        if self._observers:
-            self._notify("send", addr, body, hdrs)
         target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
         if target is None:
             self._counters.count("failures.no_handlers")
@@ -290,8 +262,6 @@ class Outbound:
         if not 0 < timeout <= MAX_TIMEOUT:  # also refuses NaN and infinity
             raise ValueError(f"timeout must be a positive, finite number of seconds, at most {MAX_TIMEOUT:,}")
         hdrs = check_headers(headers) if headers else {}
-        if self._observers:
-            self._notify("request", addr, body, hdrs)
         if response_type is None and isinstance(address, TypedAddress):
             response_type = address.__response_type__
         spec = None if response_type is None else spec_for(response_type)

@@ -261,6 +261,7 @@ class Registration(Invoker):
         spec = self._spec
         spec_cls = spec.cls
         fast = self._pass == PASS_BODY and self._is_async
+        intercepted = host.hooks.inbound  # not empty: every message goes the way interceptors see it
         try:
             while backlog or (lingers and await self._linger()):  # a turn more, for the requester just answered
                 item = backlog.popleft()
@@ -277,7 +278,7 @@ class Registration(Invoker):
                     # The common case inline: an async handler of the body, nothing
                     # to validate, not expired. It saves a coroutine per message.
                     body = item[0]
-                    if fast and (item[8] is None or item[8] >= now()) and (
+                    if fast and not intercepted and (item[8] is None or item[8] >= now()) and (
                         item[1] or spec.adapter is None or (spec_cls is not None and isinstance(body, spec_cls))
                     ):
                         if item[1]:  # JSON off the wire: validate here, not in _invoke's extra coroutine

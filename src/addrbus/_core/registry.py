@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .._ratelog import RateLimitedLog
     from .._wire.bodies import BodySpec
     from .eager import Starter
+    from .intercept import Interceptors
     from .membership import Membership
     from .node import Node
     from .requests import Replies
@@ -35,8 +36,11 @@ class Registry:
     """Add and remove handlers, keeping routing and membership told; the host of every Registration."""
 
     def __init__(self, node: Node, router: Router, membership: Membership, replies: Replies, counters: Counters,
-                 ratelog: RateLimitedLog, starter: Starter, *, max_queue: int, concurrency: int) -> None:
+                 ratelog: RateLimitedLog, starter: Starter, hooks: Interceptors, *, max_queue: int,
+                 concurrency: int) -> None:
         self.node = node
+        #: The bus's interceptors: their inbound hooks run before every handler.
+        self.hooks = hooks
         #: Starts the handlers' runners (eagerly on Python 3.12+).
         self.starter = starter
         self.counters = counters
