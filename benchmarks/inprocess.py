@@ -19,7 +19,17 @@ from collections.abc import Awaitable, Callable
 
 from _harness import loop_name, run
 
-from addrbus import EventBus
+from addrbus import EventBus, Message, Outgoing
+
+
+class NoOp:
+    """An interceptor with both hooks, doing nothing: what the interceptor seam itself costs."""
+
+    def outbound(self, call: Outgoing) -> None:
+        return None
+
+    def inbound(self, message: Message[object]) -> None:
+        return None
 
 
 async def raw_round_trips(requesters: int, count: int) -> float:
@@ -47,8 +57,10 @@ async def raw_round_trips(requesters: int, count: int) -> float:
     return per * requesters / elapsed
 
 
-async def bus_round_trips(requesters: int, count: int) -> float:
+async def bus_round_trips(requesters: int, count: int, intercepted: bool = False) -> float:
     bus = EventBus()
+    if intercepted:
+        bus.add_interceptor(NoOp())
 
     @bus.on("echo")
     async def echo(body: int) -> int:
@@ -82,8 +94,10 @@ async def raw_fanout(listeners: int, count: int) -> float:
     return received[0] / elapsed
 
 
-async def bus_fanout(listeners: int, count: int) -> float:
+async def bus_fanout(listeners: int, count: int, intercepted: bool = False) -> float:
     bus = EventBus(max_queue=count + 1)
+    if intercepted:
+        bus.add_interceptor(NoOp())
     received = [0]
     done = asyncio.Event()
     total = listeners * count
@@ -176,6 +190,18 @@ async def main(quick: bool) -> int:
                lambda: bus_round_trips(100, n), lambda: raw_round_trips(100, n), hundred)
     await pair("publish 1 -> 10 listeners (deliveries/s)",
                lambda: bus_fanout(10, n // 10 * 2), lambda: raw_fanout(10, n // 10 * 2), fanout)
+    # What one no-op interceptor costs: the bus with it beside the bus without it, same run.
+    costs = []
+    for name, plain, hooked in (
+        ("request/reply, 1 requester", lambda: bus_round_trips(1, n), lambda: bus_round_trips(1, n, True)),
+        ("publish 1 -> 10 listeners", lambda: bus_fanout(10, n // 10 * 2),
+         lambda: bus_fanout(10, n // 10 * 2, True)),
+    ):
+        plain_v, hooked_v = [], []
+        for _ in range(runs):
+            plain_v.append(await plain())
+            hooked_v.append(await hooked())
+        costs.append((name, statistics.median(hooked_v), statistics.median(plain_v)))
     failed = 0
     print(f"Python {platform.python_version()}, {loop_name()} loop")
     print(f"{'figure':<48} {'addrbus':>12} {'raw':>12} {'ratio':>7} {'target':>7}")
@@ -185,6 +211,10 @@ async def main(quick: bool) -> int:
         failed += not ok
         print(f"{name:<48} {bus_v:>12,.0f} {raw_v:>12,.0f} {ratio:>7.2f} {'>=' + str(target):>7} "
               f"{'ok' if ok else 'SHORT'}")
+    print(f"{'one no-op interceptor':<48} {'with':>12} {'without':>12} {'ratio':>7} {'us/msg':>7}")
+    for name, hooked_v, plain_v in costs:
+        print(f"{name:<48} {hooked_v:>12,.0f} {plain_v:>12,.0f} {hooked_v / plain_v:>7.2f} "
+              f"{(1 / hooked_v - 1 / plain_v) * 1e6:>7.2f}")
     in_flight = await memory_in_flight(10_000)
     idle = await memory_idle_addresses(1_000)
     print(f"{'memory, 10,000 requests in flight (MB)':<48} {in_flight:>12.1f} {'':>12} {'':>7} {'<50':>7} "
