@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._addresses import address_of
 from ._core.direct import Direct
 from ._core.inbound import Inbound
-from ._core.intercept import Interceptors, Observer, Observing
+from ._core.intercept import Interceptors
 from ._core.membership import LEFT, Membership
 from ._core.node import Node
 from ._core.outbound import Outbound
@@ -22,8 +22,10 @@ from ._core.routing import Router
 from ._counters import Counters
 from ._exceptions import BusStopped, ConfigError, RecipientGone
 from ._loops import run as run_loop
+from ._patterns import SYSTEM_PREFIX
 from ._ratelog import RateLimitedLog
 from ._registering import Registering
+from ._reporting import STATE_ADDRESS, Reporter, Watching
 from ._sending import Sending
 from ._signals import stop_on_signals
 from ._wire.envelope import check_namespace
@@ -42,7 +44,7 @@ CTL_OVERHEAD = 2048  # bytes a membership frame's envelope may take beside its b
 BYE_GRACE = 0.05  # seconds the requests owed by a node that said bye wait for its last replies
 
 
-class EventBus(Registering, Sending):
+class EventBus(Registering, Sending, Watching):
     """An address-based event bus: request/reply, send and publish over one transport.
 
     Args:
@@ -90,6 +92,9 @@ class EventBus(Registering, Sending):
                             max_queue=max_queue, concurrency=concurrency)
         self._inbound = Inbound(node, wire, router, replies, self._membership, counters, ratelog)
         self._on_frame = self._inbound.on_frame
+        # Every node answers a monitor's question at the system address (addrbus monitor).
+        self._reporter = Reporter(self)
+        self._in.register(STATE_ADDRESS, self._reporter.answer, True, None, 4, None)
         self._state_listeners: list[Callable[[str], Any]] = []
         self._scheduler: JobScheduler | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
@@ -137,41 +142,6 @@ class EventBus(Registering, Sending):
         self._state_listeners.append(listener)
         return lambda: self._state_listeners.remove(listener)
 
-    def add_observer(self, observer: Observer) -> Callable[[], None]:
-        """Call ``observer(kind, address, body, headers)`` for every publish, send and request of this bus.
-
-        ``kind`` is ``"publish"``, ``"send"`` or ``"request"``; the observer is
-        called before delivery, whether or not anyone handles the message
-        (``addrbus.testing.Recorder`` is built on it). An observer that raises is
-        logged and skipped. Returns a function that removes the observer.
-        """
-        return self.add_interceptor(Observing(observer))
-
-    def add_interceptor(self, interceptor: Any) -> Callable[[], None]:
-        """Install an interceptor (:class:`~addrbus.Interceptor`): hooks on what goes out and what is handled.
-
-        Its ``outbound(call)`` sees every publish, send and request of this bus
-        (and may add headers); its ``inbound(message)`` runs before every handler
-        of this bus. Either may return a finisher, called with the
-        :class:`~addrbus.Outcome`. Interceptors run in the order added; one that
-        raises is logged and skipped. Returns a function that removes it.
-
-        Raises:
-            TypeError: if ``interceptor`` has neither hook.
-        """
-        remove = self._hooks.add(interceptor)
-        self._direct_calls()
-
-        def undo() -> None:
-            remove()
-            self._direct_calls()
-
-        return undo
-
-    def _direct_calls(self) -> None:
-        # A request's handler here runs within its call (3.12+) only with no inbound hook to see it.
-        self._out.direct = None if self._hooks.inbound else self._direct
-
     async def start(self) -> None:
         """Connect the transport and learn who consumes what; idempotent.
 
@@ -204,6 +174,7 @@ class EventBus(Registering, Sending):
         self._transport.on_undeliverable(self._out.undeliverable)
         await self._transport.start(node.id, node.namespace, self._on_frame)
         node.running = node.answering = True
+        self._reporter.started()
         try:
             await self._membership.start(self._transport.needs_heartbeat, self._transport.knows_listeners)
         except BaseException:
@@ -332,7 +303,15 @@ class EventBus(Registering, Sending):
 
     def consumers(self) -> dict[str, int]:
         """Return every address consumed on the bus (as this node knows it) with how many handlers in all."""
-        return self._router.counts()
+        return _users(self._router.counts())
+
+    def local_handlers(self) -> dict[str, int]:
+        """Return the addresses this node consumes with how many handlers each (as :meth:`nodes` has them)."""
+        return _users(self._router.by_address(self._router.local_counts()))
+
+    def describe(self) -> str:
+        """Return the transport's URL with every argument spelt out, and no password."""
+        return redact(self._transport.describe())
 
     def nodes(self) -> dict[str, dict[str, int]]:
         """Return every live node (this one included) with the addresses it consumes and how many handlers.
@@ -340,5 +319,10 @@ class EventBus(Registering, Sending):
         A grouped handler counts under its address (or pattern), as in :meth:`consumers`.
         """
         merge = self._router.by_address
-        return {node: merge(counts) for node, counts in
+        return {node: _users(merge(counts)) for node, counts in
                 {self._node.id: self._router.local_counts(), **self._membership.nodes}.items()}
+
+
+def _users(counts: dict[str, int]) -> dict[str, int]:
+    """Leave the bus's own addresses out of a listing."""
+    return {address: n for address, n in counts.items() if not address.startswith(SYSTEM_PREFIX)}

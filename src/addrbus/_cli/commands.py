@@ -1,4 +1,4 @@
-"""The commands: ``listen``, ``request``, ``send``, ``publish``, ``nodes`` and ``keygen``, on the public API.
+"""The commands: ``listen``, ``request``, ``send``, ``publish``, ``nodes``, ``monitor`` and ``keygen``.
 
 Each takes the parsed arguments and returns an exit code; failures are raised,
 for :func:`~addrbus._cli.program.main` to report.
@@ -22,6 +22,7 @@ from .._bus import EventBus
 from .._wire.sealing import generate_key
 from ..transports.registry import redact
 from .errors import EXIT_OK, UsageError
+from .monitor import serve as serve_monitor
 
 logger = logging.getLogger("addrbus._cli")
 
@@ -119,6 +120,19 @@ async def nodes(args: argparse.Namespace) -> int:
         listed = ", ".join(a if n == 1 else f"{a} ({n} handlers)" for a, n in sorted(addrs.items())) or "-"
         print(f"{node:<16}  {listed}")
     sys.stdout.flush()
+    return EXIT_OK
+
+
+async def monitor(args: argparse.Namespace) -> int:
+    """Join the bus as a passive node and serve its picture over HTTP until stopped."""
+    host, port = args.http
+    bus = _make_bus(args)
+    async with bus:
+        def ready(url: str) -> None:
+            print(f"monitor of {bus.describe()}{' namespace ' + bus.namespace if bus.namespace else ''}"
+                  f" at {url} (JSON at {url}state.json)", file=sys.stderr, flush=True)
+
+        await serve_monitor(bus, host, port, args.interval, ready)
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 from .._addresses import address_of
 from .._version import __version__
-from .commands import DEFAULT_URL, Command, keygen, listen, nodes, publish, request, send
+from .commands import DEFAULT_URL, Command, keygen, listen, monitor, nodes, publish, request, send
 from .errors import UsageError
 
 
@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="listen S more seconds for nodes after the first exchange (default: 0.5)")
     sub.add_argument("--json", action="store_true", help="print {node: {address: handlers}} as JSON")
 
+    sub = command("monitor", monitor, "Watch the bus: serve a live web page (and /state.json) of every node.")
+    sub.add_argument("--http", type=_host_port, default=("127.0.0.1", 8765), metavar="HOST:PORT",
+                     help="where to serve the page (default: 127.0.0.1:8765; port 0 picks a free one)")
+    sub.add_argument("--interval", type=_positive(float), default=1.0, metavar="S",
+                     help="ask every node for its state each S seconds (default: 1)")
+
     command("keygen", keygen, "Print a new random shared key.", options=False)
     return parser
 
@@ -79,6 +85,13 @@ def _address(text: str) -> str:
         return address_of(text)
     except (TypeError, ValueError) as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, such as 127.0.0.1:8765, got {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], Any]:

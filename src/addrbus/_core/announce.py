@@ -16,6 +16,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._patterns import SYSTEM_PREFIX
 from .peers import MAX_ADDRESSES_PER_NODE, MAX_HANDLERS_PER_ADDRESS, PROTOCOL, split, split_delta
 
 if TYPE_CHECKING:
@@ -155,7 +156,12 @@ class Announcer:
             logger.debug("full state not sent; trying again on the next heartbeat", exc_info=True)
 
     def _announced(self, counts: dict[str, int]) -> dict[str, int]:
-        """Return what peers will take of these addresses: one that cannot be encoded never hides the rest."""
+        """Return what peers will take of these addresses: one that cannot be encoded never hides the rest.
+
+        The bus's own addresses are never announced: every node consumes them.
+        """
+        if any(a.startswith(SYSTEM_PREFIX) for a in counts):
+            counts = {a: c for a, c in counts.items() if not a.startswith(SYSTEM_PREFIX)}
         if _UNENCODABLE.search("".join(counts)):
             bad = [a for a in counts if _UNENCODABLE.search(a)]
             self._ratelog.warning("unencodable_address", "not announcing %d address(es) that UTF-8 cannot encode,"

@@ -17,6 +17,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._ids import now
+from .._patterns import SYSTEM_PREFIX
 from .._wire.bodies import spec_for
 from .._wire.envelope import Envelope, check_headers, make_envelope
 from .checks import MAX_TIMEOUT, NOT_RUNNING, SENDABLE, check_loop, check_node, sendable
@@ -203,6 +204,8 @@ class Outbound:
         router = self._router
         if to == self._node.id:
             return router.pick_local(addr)
+        if addr.startswith(SYSTEM_PREFIX):
+            return to  # every node consumes the bus's own addresses, unannounced
         held = router.remote.get(addr, {}).get(to) or (
             router.patterns and any(to in router.remote.get(key, ()) for key in router.matching(addr)))
         return to if held else None

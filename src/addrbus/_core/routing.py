@@ -8,7 +8,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
-from .._patterns import GROUP_SEP, is_pattern, matches, split_key
+from .._patterns import GROUP_SEP, SYSTEM_PREFIX, is_pattern, matches, split_key
 
 if TYPE_CHECKING:
     from .registration import Registration
@@ -83,8 +83,9 @@ class Router:
         found = self._matches.get(address)
         if found is None:
             tokens = address.split(".")
+            system = address.startswith(SYSTEM_PREFIX)  # the bus's own: for its exact consumer alone
             found = tuple(key for key, (base, pattern, _) in self.patterns.items()
-                          if (base == address if pattern is None else matches(pattern, tokens)))
+                          if (base == address if pattern is None else not system and matches(pattern, tokens)))
             if len(self._matches) >= MAX_MATCHES:
                 self._matches.clear()  # addresses come from the network too: keep it bounded
             self._matches[address] = found
