@@ -6,7 +6,7 @@ WILDCARDS = frozenset({"*", ">"})
 #: Joins an address and a group into the key a grouped consumer is registered and announced under.
 GROUP_SEP = "\u241e"
 #: Addresses of the bus's own (a monitor's questions): no pattern matches them, and listings leave them out.
-SYSTEM_PREFIX = "_addrbus."
+SYSTEM_PREFIX = "_addrbus.sys."
 MAX_GROUP_LENGTH = 64
 
 

@@ -56,7 +56,7 @@ class TracingInterceptor:
     def __repr__(self) -> str:
         return "<TracingInterceptor>"
 
-    def outbound(self, call: Outgoing) -> Callable[[Outcome], None]:
+    def outbound(self, call: Outgoing) -> Callable[[Outcome], None] | None:
         """Start the sender's span and put its context in the message's headers."""
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
@@ -67,12 +67,14 @@ class TracingInterceptor:
         if call.node is not None:
             attributes["messaging.addrbus.node"] = call.node
         span = self._tracer.start_span(f"{call.kind} {call.address}", kind=_KINDS[call.kind], attributes=attributes)
+        if not span.is_recording():
+            return None  # nothing records it (no SDK, or not sampled): no context worth carrying
         propagate.inject(call.headers, context=trace.set_span_in_context(span))
         return lambda outcome: _end(span, outcome)
 
-    def inbound(self, message: Message[Any]) -> Callable[[Outcome], None]:
+    def inbound(self, message: Message[Any]) -> Callable[[Outcome], None] | None:
         """Start the handler's span, a child of the sender's, and make it current while the handler runs."""
-        parent = propagate.extract(message.headers)
+        parent = propagate.extract(message.headers) if message.headers else None  # None: the current context
         request = message.correlation_id is not None
         attributes: dict[str, Any] = {
             "messaging.system": SYSTEM,
@@ -87,6 +89,8 @@ class TracingInterceptor:
             attributes["messaging.addrbus.sender"] = message.sender
         span = self._tracer.start_span(f"process {message.address}", context=parent,
                                        kind=SpanKind.SERVER if request else SpanKind.CONSUMER, attributes=attributes)
+        if not span.is_recording() and not span.get_span_context().is_valid:
+            return None  # no SDK here, and no sender's context to keep current either
         token = context.attach(trace.set_span_in_context(span, parent))
 
         def finish(outcome: Outcome) -> None:
