@@ -25,8 +25,8 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 from _harness import RedisServer, add_uvloop_option, loop_name, run  # noqa: E402
 
 from addrbus import EventBus  # noqa: E402
-from addrbus._cli.monitor import Monitor  # noqa: E402
 from addrbus._reporting import STATE_ADDRESS  # noqa: E402
+from addrbus.monitor import Monitor  # noqa: E402
 
 
 def net_bytes(server: RedisServer) -> int:

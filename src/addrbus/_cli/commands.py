@@ -20,9 +20,9 @@ from pydantic_core import to_jsonable_python
 
 from .._bus import EventBus
 from .._wire.sealing import generate_key
+from ..monitor import serve as serve_monitor
 from ..transports.registry import redact
 from .errors import EXIT_OK, UsageError
-from .monitor import serve as serve_monitor
 
 logger = logging.getLogger("addrbus._cli")
 

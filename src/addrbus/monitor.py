@@ -1,4 +1,7 @@
-"""``addrbus monitor``: a passive node that asks every node for its state and serves what it learns.
+"""The monitor of ``addrbus monitor``: a passive node that asks every node for its state and serves it.
+
+``await addrbus.monitor.serve(bus, "127.0.0.1", 8765)`` runs it on a started bus
+of your own (the command line builds that bus from its flags).
 
 Every ``interval`` seconds it asks each live node, at the system address
 every bus answers (:data:`~addrbus._reporting.STATE_ADDRESS`), for its state,
@@ -18,10 +21,10 @@ import time
 from importlib import resources
 from typing import Any
 
-from .._bus import EventBus
-from .._reporting import STATE_ADDRESS
+from ._bus import EventBus
+from ._reporting import STATE_ADDRESS
 
-logger = logging.getLogger("addrbus._cli")
+logger = logging.getLogger("addrbus._cli")  # the command line's logger: the monitor is its command
 
 HISTORY = 120  # points of the rate chart (two minutes at one a second)
 LATENCY_WINDOW = 10.0  # seconds of request durations the percentiles cover
@@ -189,7 +192,11 @@ class Server:
             writer.close()
 
 
-async def serve(bus: EventBus, host: str, port: int, interval: float, ready: Any = None) -> None:
+__all__ = ["Monitor", "serve"]
+
+
+async def serve(bus: EventBus, host: str = "127.0.0.1", port: int = 8765, interval: float = 1.0,
+                ready: Any = None) -> None:
     """Run the monitor on a started ``bus``: poll every ``interval`` seconds and serve HTTP until cancelled.
 
     ``ready(url)`` is called once the server listens (with the port it got, if ``port`` was 0).
