@@ -42,8 +42,9 @@ unit: $(STAMP)
 unit-others: $(STAMP)
 	scripts/test-pythons $(BIN)/python "$(PYTHONS)"
 
-# Tests start private brokers; install their Debian packages when we may (root) and one is missing.
-SERVERS := redis-server nats-server mosquitto
+# Tests start private brokers (and the monitor's page in headless chromium, tests/test_monitor.py);
+# install their Debian packages when we may (root) and one is missing.
+SERVERS := redis-server nats-server mosquitto chromium
 servers:
 	@missing=""; for s in $(SERVERS); do \
 	  command -v $$s >/dev/null 2>&1 || [ -x /usr/sbin/$$s ] || missing="$$missing $$s"; done; \

@@ -94,7 +94,7 @@ class EventBus(Registering, Sending, Watching):
         self._on_frame = self._inbound.on_frame
         # Every node answers a monitor's question at the system address (addrbus monitor).
         self._reporter = Reporter(self)
-        self._in.register(STATE_ADDRESS, self._reporter.answer, True, None, 4, None)
+        self._in.register(STATE_ADDRESS, self._reporter.answer, True, None, 4, None, system=True)
         self._state_listeners: list[Callable[[str], Any]] = []
         self._scheduler: JobScheduler | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None

@@ -74,7 +74,8 @@ class Monitor:
         for rates in self._rates.values():
             for address, rate in rates.items():
                 totals[address] = totals.get(address, 0.0) + rate
-        self._history.append({"time": round(seen, 3), "rates": {a: round(r, 3) for a, r in totals.items()}})
+        if self.polls:  # the first answers give counts, not yet rates
+            self._history.append({"time": round(seen, 3), "rates": {a: round(r, 3) for a, r in totals.items()}})
         self.polls += 1
 
     def _take(self, node: str, state: dict[str, Any], seen: float) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
-from .._patterns import check_registered, group_key
+from .._patterns import SYSTEM_PREFIX, check_registered, group_key
 from .checks import check_loop
 from .handlers import DEFAULT_OVERFLOW_TIMEOUT, PASS_INLINE, Overflow, inspect_handler
 from .registration import Registration
@@ -57,15 +57,15 @@ class Registry:
 
     def register(self, address: Any, handler: Callable[..., Any], body_default: bool, max_queue: int | None,
                  concurrency: int | None, localns: dict[str, Any] | None,
-                 overflow: Overflow | None = None, group: str | None = None) -> Registration:
-        """Register ``handler`` at ``address``, called as its signature asks.
+                 overflow: Overflow | None = None, group: str | None = None, *, system: bool = False) -> Registration:
+        """Register ``handler`` at ``address``, called as its signature asks (``system``: the bus's own).
 
-        :raises ValueError: for a bad address.
+        :raises ValueError: for a bad address, or one of the bus's own (``_addrbus.sys.``).
         :raises ConfigError: for a handler that cannot be called with one message.
         :raises BusError: when called on a running bus from outside its event loop.
         """
         pass_mode, spec = inspect_handler(handler, body_default, localns)
-        return self._add(address, handler, pass_mode, spec, max_queue, concurrency, overflow, group)
+        return self._add(address, handler, pass_mode, spec, max_queue, concurrency, overflow, group, system)
 
     def register_sink(self, address: str, sink: Callable[[Message[Any]], Any], spec: BodySpec,
                       max_queue: int, overflow: Overflow | None = None, group: str | None = None) -> Registration:
@@ -77,8 +77,10 @@ class Registry:
 
     def _add(self, address: Any, handler: Callable[..., Any], pass_mode: int, spec: BodySpec,
              max_queue: int | None, concurrency: int | None, overflow: Overflow | None = None,
-             group: str | None = None) -> Registration:
+             group: str | None = None, system: bool = False) -> Registration:
         addr = check_registered(address_of(address))
+        if addr.startswith(SYSTEM_PREFIX) and not system:
+            raise ValueError(f"{addr!r} is an address of the bus's own ({SYSTEM_PREFIX}...): pick another name")
         if group is not None:
             addr = group_key(addr, group)  # registered and announced under it; see Router.pick_group
         if self.node.running:
