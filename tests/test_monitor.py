@@ -31,18 +31,15 @@ from addrbus._patterns import SYSTEM_PREFIX
 from addrbus._reporting import STATE_ADDRESS, Reporter
 from addrbus.monitor import Monitor, serve
 from tests.conftest import unique
+from tests.test_membership import until as membership_until
 
 WAIT = 10.0  # seconds: a generous bound on anything that should take milliseconds
 MONITORED = Path(__file__).parent / "procs" / "monitored.py"
 
 
 async def until(check: Callable[[], bool], what: str, bound: float = WAIT) -> None:
-    """Wait (bounded) until ``check()`` holds, yielding to the loop between checks."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + bound
-    while not check():
-        assert loop.time() < deadline, f"not within {bound} s: {what}"
-        await asyncio.sleep(0.01)
+    """Wait (bounded) until ``check()`` holds (tests/test_membership.py's, with this file's bound)."""
+    await membership_until(check, what, bound)
 
 
 def reporters(bus: EventBus) -> list[Any]:
