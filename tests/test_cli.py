@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from addrbus import EventBus, Message, RecipientFailure
+from addrbus import EventBus, Message
 from addrbus._cli import DEFAULT_URL, build_parser, main
+from addrbus._patterns import TAP_PREFIX
 from tests.fixtures_netns import require_private_netns
 from tests.fixtures_redis import RedisServer
 
@@ -86,11 +87,18 @@ def cli_sync(*args: str, env: dict[str, str] | None = None) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def bus_line(url: str, namespace: str = "") -> str:
+    """Return the line every command but keygen writes to stderr first: which bus it uses."""
+    return f"addrbus: bus {url} namespace {namespace!r}\n"
+
+
 def assert_one_error_line(result: Result, code: int, *needles: str, logs: bool = False) -> str:
-    """Assert the exit code and that stderr is one ``error:`` line (after log lines, with ``logs``)."""
+    """Assert the exit code and that stderr is one ``error:`` line (after the bus line and log lines, with ``logs``)."""
     assert result.code == code, result
     assert "Traceback" not in result.err
     lines = result.err.splitlines()
+    if lines and lines[0].startswith("addrbus: bus "):
+        lines = lines[1:]
     if logs:
         assert all(line.startswith(("WARNING ", "ERROR ")) for line in lines[:-1]), result.err
         lines = lines[-1:]
@@ -227,7 +235,7 @@ async def test_request_prints_the_reply(make_bus: MakeBus, url: str, address: st
         result = await cli("request", "--url", url, address, '{"n": 1, "s": "\u00e9"}', "-H", "trace=abc",
                            "--timeout", "10")
     assert result.code == 0, result
-    assert result.err == ""
+    assert result.err == bus_line(url)
     assert json.loads(result.out) == {"body": {"n": 1, "s": "\u00e9"}, "headers": {"trace": "abc"}}
 
 
@@ -319,7 +327,7 @@ async def test_send_reaches_the_consumer(make_bus: MakeBus, url: str, address: s
     async with bus:
         result = await cli("send", "--url", url, address, '{"x": 1}', "-H", "k=v=w")
         assert result.code == 0, result
-        assert result.out == result.err == ""
+        assert (result.out, result.err) == ("", bus_line(url))
         msg = await asyncio.wait_for(received.get(), WAIT)
     assert msg.body == {"x": 1}
     assert msg.headers == {"k": "v=w"}
@@ -351,7 +359,7 @@ async def test_publish_reaches_every_consumer(make_bus: MakeBus, url: str, addre
 async def test_publish_to_nobody_succeeds(make_bus: MakeBus, url: str, address: str) -> None:
     async with make_bus(url):
         result = await cli("publish", "--url", url, address, "--wait", "0")
-    assert (result.code, result.out, result.err) == (0, "", "")
+    assert (result.code, result.out, result.err) == (0, "", bus_line(url))
 
 
 # -- listen -------------------------------------------------------------------------------
@@ -361,22 +369,26 @@ async def test_publish_to_nobody_succeeds(make_bus: MakeBus, url: str, address: 
 async def test_listen_prints_each_message_as_a_json_line(make_bus: MakeBus, url: str, address: str) -> None:
     other = address + ".other"
     async with make_bus(url) as bus:
+        got = bus.stream(other)  # the consumer of the send: listen only watches
+        await got.__aenter__()
         proc = await spawn("listen", "--url", url, address, other, "--count", "2", "--timeout", "30")
         try:
-            await bus.wait_for_handlers(address, 1, timeout=WAIT)
-            await bus.wait_for_handlers(other, 1, timeout=WAIT)
+            await bus.wait_for_handlers(TAP_PREFIX + address, 1, timeout=WAIT)
+            await bus.wait_for_handlers(TAP_PREFIX + other, 1, timeout=WAIT)
             await bus.publish(address, {"n": 1}, headers={"h": "1"})
             await bus.send(other, [2], headers={"h": "2"})
+            assert (await got.get(timeout=WAIT)).body == [2]  # the consumer got the send, not listen
             result = await finish(proc)
         finally:
+            await got.__aexit__(None, None, None)
             if proc.returncode is None:
                 proc.kill()
     assert result.code == 0, result
-    assert result.err == ""
     first, second = (json.loads(line) for line in result.lines)
-    assert set(first) == {"address", "body", "headers", "id", "correlation_id", "sender", "timestamp"}
-    assert (first["address"], first["body"], first["headers"]) == (address, {"n": 1}, {"h": "1"})
-    assert (second["address"], second["body"], second["headers"]) == (other, [2], {"h": "2"})
+    assert set(first) == {"kind", "address", "body", "headers", "id", "correlation_id", "sender", "timestamp"}
+    assert (first["kind"], first["address"], first["body"], first["headers"]) == (
+        "publish", address, {"n": 1}, {"h": "1"})
+    assert (second["kind"], second["address"], second["body"], second["headers"]) == ("send", other, [2], {"h": "2"})
     assert first["sender"] == second["sender"] == bus.node_id
     assert first["correlation_id"] is None
     assert first["id"] != second["id"]
@@ -387,31 +399,47 @@ async def test_listen_prints_each_message_as_a_json_line(make_bus: MakeBus, url:
 async def test_listen_stops_after_its_timeout(make_bus: MakeBus, url: str, address: str) -> None:
     async with make_bus(url):
         result = await cli("listen", "--url", url, address, "--timeout", "0.3")
-    assert (result.code, result.out, result.err) == (0, "", "")
+    assert (result.code, result.out) == (0, "")
 
 
 @pytest.mark.multicast
-async def test_listen_answers_requests(make_bus: MakeBus, url: str, address: str) -> None:
-    refusing = address + ".refusing"
+async def test_listen_with_reply_takes_part_and_answers_requests(make_bus: MakeBus, url: str, address: str) -> None:
     async with make_bus(url) as bus:
         answering = await spawn("listen", "--url", url, address, "--reply", '{"ok": true}', "--count", "1")
-        refuser = await spawn("listen", "--url", url, refusing, "--count", "1")
         try:
-            await bus.wait_for_handlers(address, 1, timeout=WAIT)
-            await bus.wait_for_handlers(refusing, 1, timeout=WAIT)
+            await bus.wait_for_handlers(address, 1, timeout=WAIT)  # a consumer, in the round-robin
             assert await bus.request(address, "ping", timeout=WAIT) == {"ok": True}
-            # without --reply a request fails at once instead of timing out
-            with pytest.raises(RecipientFailure, match="does not answer requests"):
-                await bus.request(refusing, "ping", timeout=WAIT)
-            answered, refused = await finish(answering), await finish(refuser)
+            answered = await finish(answering)
         finally:
-            for proc in (answering, refuser):
-                if proc.returncode is None:
-                    proc.kill()
-    for result in (answered, refused):
-        assert result.code == 0, result
-        (line,) = result.lines
-        assert json.loads(line)["correlation_id"] is not None
+            if answering.returncode is None:
+                answering.kill()
+    assert answered.code == 0, answered
+    (line,) = answered.lines
+    assert json.loads(line)["kind"] == "request"
+    assert json.loads(line)["correlation_id"] is not None
+
+
+@pytest.mark.multicast
+async def test_listen_never_changes_the_outcome_of_a_request(make_bus: MakeBus, url: str, address: str) -> None:
+    async with make_bus(url) as service, make_bus(url) as client:
+        @service.on(address)
+        async def double(n: int) -> int:
+            return n * 2
+
+        watcher = await spawn("listen", "--url", url, address, "--count", "100", "--timeout", "60")
+        try:
+            await client.wait_for_handlers(address, 1, exactly=True, timeout=WAIT)
+            await client.wait_for_handlers(TAP_PREFIX + address, 1, timeout=WAIT)
+            assert client.consumers() == {address: 1}  # the watcher is no consumer
+            replies = [await client.request(address, n, timeout=WAIT) for n in range(100)]
+            watched = await finish(watcher)
+        finally:
+            if watcher.returncode is None:
+                watcher.kill()
+    assert replies == [n * 2 for n in range(100)]  # 100 of 100, all from the service
+    assert watched.code == 0, watched
+    lines = [json.loads(line) for line in watched.lines]
+    assert [(line["kind"], line["body"]) for line in lines] == [("request", n) for n in range(100)]
 
 
 @pytest.mark.multicast
@@ -422,14 +450,14 @@ async def test_listen_stops_cleanly_on_a_signal(
     async with make_bus(url) as bus:
         proc = await spawn("listen", "--url", url, address)
         try:
-            await bus.wait_for_handlers(address, 1, timeout=WAIT)
+            await bus.wait_for_handlers(TAP_PREFIX + address, 1, timeout=WAIT)
             proc.send_signal(sig)
             result = await finish(proc)
         finally:
             if proc.returncode is None:
                 proc.kill()
-        # it said goodbye: its handler is gone at once, not after missed heartbeats
-        await bus.wait_for_handlers(address, 0, exactly=True, timeout=WAIT)
+        # it said goodbye: its tap is gone at once, not after missed heartbeats
+        await bus.wait_for_handlers(TAP_PREFIX + address, 0, exactly=True, timeout=WAIT)
     assert result.code == code, result
     assert "Traceback" not in result.err
 

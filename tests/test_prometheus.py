@@ -227,7 +227,8 @@ async def test_the_exposition_parses_and_names_every_metric(make_bus: Callable[.
     await bus.request(address, 1, timeout=WAIT)
     found = families(registry)
     counters = {"addrbus_sent", "addrbus_published", "addrbus_requests", "addrbus_delivered", "addrbus_replies",
-                "addrbus_frames_received", "addrbus_failures", "addrbus_dropped", "addrbus_frames_rejected"}
+                "addrbus_frames_received", "addrbus_failures", "addrbus_dropped", "addrbus_frames_rejected",
+                "addrbus_stalls"}
     gauges = {"addrbus_info", "addrbus_up", "addrbus_pending_requests", "addrbus_known_nodes", "addrbus_handlers"}
     assert {name for name, family in found.items() if family.type == "counter"} == counters
     assert {name for name, family in found.items() if family.type == "gauge"} == gauges

@@ -19,10 +19,13 @@ from ._core.outbound import Outbound
 from ._core.registry import Registry
 from ._core.requests import PendingRequests, Replies
 from ._core.routing import Router
+from ._core.startup import Startup
+from ._core.watchdog import DEFAULT_BLOCKING_THRESHOLD, Watchdog, check_blocking_threshold
 from ._counters import Counters
+from ._env import ENV_URL, warn_unknown
 from ._exceptions import BusStopped, ConfigError, RecipientGone
 from ._loops import run as run_loop
-from ._patterns import SYSTEM_PREFIX
+from ._patterns import SYSTEM_PREFIX, TAP_PREFIX
 from ._ratelog import RateLimitedLog
 from ._registering import Registering
 from ._reporting import STATE_ADDRESS, Reporter, Watching
@@ -58,6 +61,10 @@ class EventBus(Registering, Sending, Watching):
         concurrency: default number of suspended runs of one handler at once.
         heartbeat: seconds between membership heartbeats on network transports.
         stop_timeout: how long ``stop()`` waits for running handlers.
+        start_timeout: how long ``start()`` retries a transport that cannot start
+            (a broker not up yet); 0 for one attempt.
+        blocking_threshold: seconds an ``async def`` handler may hold the event loop
+            before a WARNING names it and ``stats()`` counts it (``stalls.*``); None: off.
 
     Raises:
         ConfigError: for a bad URL, namespace, key or option.
@@ -65,7 +72,8 @@ class EventBus(Registering, Sending, Watching):
 
     def __init__(self, url: str | None = None, *, namespace: str = "", shared_key: Any = None, max_queue: int = 1000,
                  concurrency: int = 64, heartbeat: float = 1.0, startup_wait: float = 0.25, stop_timeout: float = 5.0,
-                 replay_ttl: float = 60.0) -> None:
+                 replay_ttl: float = 60.0, start_timeout: float = 30.0,
+                 blocking_threshold: float | None = DEFAULT_BLOCKING_THRESHOLD) -> None:
         self.url = url or DEFAULT_URL
         node = self._node = Node(check_namespace(namespace))
         if max_queue < 1 or concurrency < 1:
@@ -73,12 +81,15 @@ class EventBus(Registering, Sending, Watching):
         if not 0 < heartbeat <= 3600:
             raise ConfigError("heartbeat must be between 0 and 3600 seconds")
         self._transport = make_transport(self.url)
+        self._startup = Startup(node, self._transport, start_timeout)
         wire = self._wire = Wire(self._transport, shared_key, replay_ttl)
         self._stop_timeout = stop_timeout
         counters = self._counters = Counters()
-        ratelog = RateLimitedLog(logger)
+        ratelog = self._ratelog = RateLimitedLog(logger)
         pending = self._pending = PendingRequests()
         router = self._router = Router()
+        self._watchdog = Watchdog(check_blocking_threshold(blocking_threshold), lambda: [
+            (reg.address, reg.handler) for regs in router.local.values() for reg in regs], counters.count)
         self._out = Outbound(node, router, wire, pending, counters, self._node_gone)
         self._membership = Membership(router, self._out.send_ctl, self._node_gone, heartbeat=heartbeat,
                                       startup_wait=startup_wait, count=counters.count, interest=wire,
@@ -97,7 +108,6 @@ class EventBus(Registering, Sending, Watching):
         self._in.register(STATE_ADDRESS, self._reporter.answer, True, None, 4, None, system=True)
         self._state_listeners: list[Callable[[str], Any]] = []
         self._scheduler: JobScheduler | None = None
-        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------
@@ -108,8 +118,13 @@ class EventBus(Registering, Sending, Watching):
 
     @classmethod
     def from_env(cls, **options: Any) -> EventBus:
-        """Build a bus from ``ADDRBUS_URL``, ``ADDRBUS_NAMESPACE`` and ``ADDRBUS_SHARED_KEY``."""
-        return cls(os.environ.get("ADDRBUS_URL") or None, namespace=os.environ.get("ADDRBUS_NAMESPACE", ""),
+        """Build a bus from ``ADDRBUS_URL``, ``ADDRBUS_NAMESPACE`` and ``ADDRBUS_SHARED_KEY``.
+
+        Without ``ADDRBUS_URL`` it is the ``addrbus`` command's default, host-local
+        ``udp://239.255.0.1:5000``; any other ``ADDRBUS_*`` variable is logged as a WARNING.
+        """
+        warn_unknown()
+        return cls(os.environ.get("ADDRBUS_URL") or ENV_URL, namespace=os.environ.get("ADDRBUS_NAMESPACE", ""),
                    shared_key=os.environ.get("ADDRBUS_SHARED_KEY") or None, **options)
 
     @property
@@ -146,21 +161,17 @@ class EventBus(Registering, Sending, Watching):
         """Connect the transport and learn who consumes what; idempotent.
 
         Returns only after the first exchange of membership state, so a message
-        sent right after ``start()`` is routed to every node already running.
+        sent right after ``start()`` is routed to every node already running. A transport
+        that cannot start is tried again, with backoff, for ``start_timeout`` seconds.
 
         Raises:
-            TransportError: if the transport cannot start.
+            TransportError: if the transport did not start within ``start_timeout``.
+            BusStopped: if ``stop()`` was called while it retried.
+            BusError: if the bus runs on another event loop.
         """
-        async with self._lifecycle():
+        async with self._startup.lock():  # start() and stop() take turns, on the bus's loop only
             if not self._node.running:
                 await self._start()
-
-    def _lifecycle(self) -> asyncio.Lock:
-        """Return the lock that makes concurrent start() and stop() calls take turns (one per loop)."""
-        loop = asyncio.get_running_loop()
-        if self._lock is None or self._lock[0] is not loop:
-            self._lock = (loop, asyncio.Lock())
-        return self._lock[1]
 
     async def _start(self) -> None:
         node = self._node
@@ -172,8 +183,9 @@ class EventBus(Registering, Sending, Watching):
         self._wire.reset()
         self._transport.on_state(self._transport_state_changed)
         self._transport.on_undeliverable(self._out.undeliverable)
-        await self._transport.start(node.id, node.namespace, self._on_frame)
+        await self._startup.start(self._on_frame)
         node.running = node.answering = True
+        self._watchdog.start()  # on the loop: its timer, and a thread that samples the loop's stack
         self._reporter.started()
         try:
             await self._membership.start(self._transport.needs_heartbeat, self._transport.knows_listeners)
@@ -188,11 +200,13 @@ class EventBus(Registering, Sending, Watching):
         """Stop the bus: fail pending requests, let running handlers finish (bounded), disconnect.
 
         Messages already queued for local handlers are handled before it returns
-        (within ``stop_timeout``). Idempotent; the bus can be started again.
+        (within ``stop_timeout``). Idempotent; the bus can be started again. A ``start()``
+        retrying its transport gives up (it raises ``BusStopped``) once its attempt ends.
         """
         if self._stopping:
             return  # stop() from a handler while the bus stops: that stop() is already ending it
-        async with self._lifecycle():
+        self._startup.abandon()
+        async with self._startup.lock():
             if self._node.running:
                 self._stopping = True
                 try:
@@ -212,6 +226,8 @@ class EventBus(Registering, Sending, Watching):
         node.answering = False
         await self._membership.stop()
         await self._transport.stop()
+        self._watchdog.stop()
+        self._startup.stopped()
         logger.info("bus stopped: node %s", node.id)
 
     async def __aenter__(self) -> EventBus:
@@ -229,6 +245,7 @@ class EventBus(Registering, Sending, Watching):
         ``uvloop=True`` it runs on uvloop (``pip install 'addrbus[speed]'``).
 
         Raises:
+            BusError: if called where an event loop runs already (there, use ``async with bus:``).
             ConfigError: with ``uvloop=True`` if uvloop is not installed.
         """
         return run_loop(self._run(main), uvloop=uvloop)
@@ -324,5 +341,5 @@ class EventBus(Registering, Sending, Watching):
 
 
 def _users(counts: dict[str, int]) -> dict[str, int]:
-    """Leave the bus's own addresses out of a listing."""
-    return {address: n for address, n in counts.items() if not address.startswith(SYSTEM_PREFIX)}
+    """Leave the bus's own addresses (and taps') out of a listing."""
+    return {address: n for address, n in counts.items() if not address.startswith((SYSTEM_PREFIX, TAP_PREFIX))}

@@ -7,6 +7,10 @@ WILDCARDS = frozenset({"*", ">"})
 GROUP_SEP = "\u241e"
 #: Addresses of the bus's own (a monitor's questions): no pattern matches them, and listings leave them out.
 SYSTEM_PREFIX = "_addrbus.sys."
+#: A tap (``bus.stream(a, tap=True)``) consumes ``TAP_PREFIX + a``: senders to ``a`` publish a copy there.
+TAP_PREFIX = "_addrbus.tap."
+#: The header a tap's copy carries: ``publish``, ``send`` or ``request``, what the original was.
+TAP_HEADER = "addrbus-tap"
 MAX_GROUP_LENGTH = 64
 
 

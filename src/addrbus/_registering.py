@@ -106,7 +106,8 @@ class Registering:
 
     def stream(self, address: Any, body_type: Any = None, *, max_queue: int | None = None,
                limit: int | None = None, overflow: OverflowPolicy = "wait",
-               overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT, group: str | None = None) -> Stream:
+               overflow_timeout: float = DEFAULT_OVERFLOW_TIMEOUT, group: str | None = None,
+               tap: bool = False) -> Stream:
         """Return an async iterator of the messages at ``address``; unregisters when left.
 
         Use as ``async with bus.stream(a) as messages: async for msg in messages``
@@ -114,15 +115,24 @@ class Registering:
         after N messages (and stops taking more as soon as N have arrived).
         ``overflow`` and ``overflow_timeout`` act as for :meth:`consumer`.
 
+        With ``tap=True`` the stream *watches*: it gets a copy of every publish,
+        send and request to ``address`` (or to what the pattern matches) from any
+        node, and is never chosen for a send or a request, whose outcome it cannot
+        change. A copy is a publish (it cannot be answered); its ``tap`` header says
+        what the original was (``msg.headers["addrbus-tap"]``: ``publish``, ``send``
+        or ``request``).
+
         Raises:
-            ValueError: for a bad address, or a ``limit`` that is not a positive int.
+            ValueError: for a bad address, a ``limit`` that is not a positive int, or a tap in a group.
             ConfigError: for a bad ``overflow`` setting.
         """
         addr = check_registered(address_of(address))
         if group is not None:
+            if tap:
+                raise ValueError("a tap sees every message: it cannot be in a group")
             group_key(addr, group)  # refuse a bad group here, not when the stream opens
         return Stream(self._in, addr, body_type, max_queue or self._in.max_queue, limit,
-                      check_overflow(overflow, overflow_timeout), group)
+                      check_overflow(overflow, overflow_timeout), group, tap)
 
     @overload
     async def wait_for(self, address: Any, *, timeout: float = 30.0, body_type: type[T],

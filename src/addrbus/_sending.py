@@ -16,6 +16,7 @@ from ._core.intercept import Interceptors, Outgoing
 from ._exceptions import ReplyError
 from ._ids import now
 from ._message import Message, make_message
+from ._patterns import TAP_HEADER, TAP_PREFIX
 from ._wire.envelope import check_headers
 
 if TYPE_CHECKING:
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
     from ._core.node import Node
     from ._core.outbound import Outbound
     from ._core.requests import PendingRequests
+    from ._core.routing import Router
     from ._counters import Counters
     from ._endpoint import Endpoint
+    from ._ratelog import RateLimitedLog
     from ._wire.wire import Wire
 
 R = TypeVar("R")
@@ -49,6 +52,8 @@ class Sending:
     _pending: PendingRequests
     _counters: Counters
     _hooks: Interceptors
+    _router: Router
+    _ratelog: RateLimitedLog
     #: The interceptors' outbound hooks (``_hooks.outbound``): empty, the calls take their plain way.
     _outbound_hooks: list[Any]
 
@@ -64,6 +69,19 @@ class Sending:
             raise
         Interceptors.finish(started, None, result)
         return result
+
+    async def _tap(self, kind: str, address: Any, body: Any, headers: dict[str, str] | None) -> None:
+        """Publish a copy of a call for the taps of its address (``stream(a, tap=True)``), if any; never raise."""
+        addr = sendable(address)  # a bad address raises here as the call itself would
+        key = TAP_PREFIX + addr
+        if addr.startswith(TAP_PREFIX) or not self._router.count(key):
+            return
+        try:
+            # Intercepted: the copy is no call of the user's, for interceptors to see.
+            await Sending.publish(self, key, body, headers=Intercepted({**(headers or {}), TAP_HEADER: kind}))
+        except Exception as exc:  # a copy must never fail the call it copies
+            self._counters.count("dropped.tap")
+            self._ratelog.warning("tap", "a copy of a %s to %r for its taps was not sent: %s", kind, addr, exc)
 
     async def publish(self, address: Any, body: Any = None, *, headers: dict[str, str] | None = None,
                       require_handlers: bool = False, node: str | None = None) -> None:
@@ -84,6 +102,8 @@ class Sending:
             await self._intercepted("publish", self.publish, address, body, headers, node,
                                     require_handlers=require_handlers)
             return
+        if self._router.taps:
+            await self._tap("publish", address, body, headers)
         out = self._out
         env = out.publish(address, body, headers, require_handlers, node)
         # A full local backlog to wait for (overflow "wait"), or copies for pattern
@@ -112,6 +132,8 @@ class Sending:
         if self._outbound_hooks and type(headers) is not Intercepted:
             await self._intercepted("send", self.send, address, body, headers, node)
             return
+        if self._router.taps:
+            await self._tap("send", address, body, headers)
         await self._out.send(address, body, headers, node)
 
     @overload
@@ -156,6 +178,8 @@ class Sending:
         if self._outbound_hooks and type(headers) is not Intercepted:
             return await self._intercepted("request", self.request, address, body, headers, node,
                                            timeout=timeout, response_type=response_type)
+        if self._router.taps:
+            await self._tap("request", address, body, headers)
         out = self._out
         cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
         if future is ANSWERED:  # its handler here answered within the call (Python 3.12+)
@@ -200,6 +224,8 @@ class Sending:
             return await self._intercepted(  # type: ignore[no-any-return]
                 "request", self.request_message, address, body, headers, node, timeout=timeout,
                 response_type=response_type)
+        if self._router.taps:
+            await self._tap("request", address, body, headers)
         out = self._out
         cid, future, remote = out.submit(address, body, timeout, headers, response_type, node)
         if future is ANSWERED:  # its handler here answered within the call (Python 3.12+)

@@ -210,7 +210,7 @@ class BusCollector(Collector):
         yield gauge("addrbus_pending_requests", "requests of this bus waiting for their reply",
                     stats.get("pending_requests", 0))
 
-        named = {"failures": dict.fromkeys(_FAILURES, 0), "dropped": {}, "crypto": {}}
+        named = {"failures": dict.fromkeys(_FAILURES, 0), "dropped": {}, "crypto": {}, "stalls": {}}
         transport: dict[str, int] = {}
         for key, value in stats.items():
             group, _, rest = key.partition(".")
@@ -224,6 +224,8 @@ class BusCollector(Collector):
                 ("addrbus_failures", "failures seen on this node, by type (failures.*)", "type", named["failures"]),
                 ("addrbus_dropped", "frames and messages not handled, by reason (dropped.*)", "reason",
                  named["dropped"]),
+                ("addrbus_stalls", "event loop stalls longer than blocking_threshold, by cause (stalls.*)", "cause",
+                 named["stalls"]),
                 ("addrbus_frames_rejected", "sealed frames that did not open, by reason (crypto.*)", "reason", crypto)):
             family = CounterMetricFamily(name, doc, labels=[*labels, label])
             for value_label, value in sorted(values.items()) if fill else ():

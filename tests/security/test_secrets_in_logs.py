@@ -117,7 +117,9 @@ async def test_redis_logs_hold_no_secret(
         await net.client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
         await eventually(lambda: "reconnected" in states, "a reconnect")
         # A wrong password: the error and its log line name the server, not the password.
-        wrong = make_bus(secret_redis.url.replace(secret_redis.password, WRONG_PASSWORD), shared_key=keys)
+        # Retried for a second (start_timeout), each attempt logged: no line may carry either password.
+        wrong = make_bus(secret_redis.url.replace(secret_redis.password, WRONG_PASSWORD), shared_key=keys,
+                         start_timeout=1.0)
         with pytest.raises(TransportError) as info:
             await wrong.start()
         text = str(info.value) + repr(info.value) + repr(wrong)

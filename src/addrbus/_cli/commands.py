@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 from pydantic_core import to_jsonable_python
 
 from .._bus import EventBus
+from .._env import ENV_URL, warn_unknown
+from .._patterns import TAP_HEADER
 from .._wire.sealing import generate_key
 from ..monitor import serve as serve_monitor
 from ..transports.registry import redact
@@ -26,18 +28,23 @@ from .errors import EXIT_OK, UsageError
 
 logger = logging.getLogger("addrbus._cli")
 
-#: Where the CLI looks for a bus when neither ``--url`` nor ``ADDRBUS_URL`` says:
-#: the UDP transport's host-local default group. ``memory://`` (the library's
-#: default) would reach no one from a separate process.
-DEFAULT_URL = "udp://239.255.0.1:5000"
+#: Where the CLI looks for a bus when neither ``--url`` nor ``ADDRBUS_URL`` says: the
+#: default of ``EventBus.from_env()`` too, the UDP transport's host-local default group.
+#: ``memory://`` (the default of ``EventBus()``) would reach no one from a separate process.
+DEFAULT_URL = ENV_URL
 
-LISTEN_REFUSAL = "'addrbus listen' does not answer requests; start it with --reply JSON to answer them"
+LISTEN_REFUSAL = "'addrbus listen' does not answer requests; start it with --reply JSON to answer them"  # before 0.3
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 async def listen(args: argparse.Namespace) -> int:
-    """Print what arrives at the addresses, one JSON line per message."""
+    """Print what arrives at the addresses, one JSON line per message.
+
+    Without ``--reply`` it watches (a tap): it sees a copy of every publish, send
+    and request, and is never chosen for a send or a request. With ``--reply`` it
+    consumes the addresses: it takes its turn of sends and requests, and answers.
+    """
     reply = None if args.reply is None else _json_argument(args.reply, "--reply")
     bus = _make_bus(args)
     count: int | None = args.count
@@ -45,19 +52,21 @@ async def listen(args: argparse.Namespace) -> int:
 
     async def pump(address: str) -> None:
         nonlocal printed
-        async with bus.stream(address) as stream:
+        async with bus.stream(address, tap=args.reply is None) as stream:
             while count is None or printed < count:
                 msg = await stream.get()
                 if count is not None and printed >= count:
                     return  # another address reached the count while this one waited
+                headers = dict(msg.headers)
+                kind = headers.pop(TAP_HEADER, None) if args.reply is None else (
+                    "request" if msg.is_request else "message")
                 print(_to_json({
-                    "address": msg.address, "body": msg.body, "headers": msg.headers, "id": msg.id,
+                    "kind": kind, "address": msg.address, "body": msg.body, "headers": headers, "id": msg.id,
                     "correlation_id": msg.correlation_id, "sender": msg.sender, "timestamp": msg.timestamp,
                 }), flush=True)
                 printed += 1
                 if msg.is_request:
-                    # Fail at once rather than leave the requester waiting for its timeout.
-                    await (msg.reply(reply) if args.reply is not None else msg.fail(501, LISTEN_REFUSAL))
+                    await msg.reply(reply)
 
     async with bus:
         pumps = [asyncio.create_task(pump(address)) for address in dict.fromkeys(args.addresses)]
@@ -143,7 +152,12 @@ async def keygen(args: argparse.Namespace) -> int:
 
 
 def _make_bus(args: argparse.Namespace) -> EventBus:
-    """Build the bus from the flags, falling back to the ADDRBUS_* environment variables."""
+    """Build the bus from the flags, falling back to the ADDRBUS_* environment variables; say which on stderr.
+
+    A command tries the transport once (``start_timeout=0``): a script learns at once,
+    from the exit code, that the bus is not there, and may retry on its own terms.
+    """
+    warn_unknown()
     url = getattr(args, "url", None) or os.environ.get("ADDRBUS_URL") or DEFAULT_URL
     namespace = getattr(args, "namespace", None)
     if namespace is None:
@@ -153,7 +167,10 @@ def _make_bus(args: argparse.Namespace) -> EventBus:
         key = os.environ.get("ADDRBUS_SHARED_KEY")
     if urlsplit(url).scheme.lower() == "memory":
         raise UsageError(f"{url!r} reaches only this process; give a udp:// or redis:// URL with --url or ADDRBUS_URL")
-    return EventBus(url, namespace=namespace, shared_key=key or None, stop_timeout=2.0)
+    bus = EventBus(url, namespace=namespace, shared_key=key or None, stop_timeout=2.0, start_timeout=0)
+    # One line per run: the most common surprise is a command talking to another bus than the service's.
+    print(f"addrbus: bus {redact(bus.url)} namespace {bus.namespace!r}", file=sys.stderr, flush=True)
+    return bus
 
 
 async def _wait_for_consumer(bus: EventBus, address: str, wait: float) -> bool:

@@ -18,6 +18,10 @@ _OTHER_LOOP = (
     "this bus runs on another event loop (or thread): call it from a coroutine on the bus's own event loop, e.g."
     " asyncio.run_coroutine_threadsafe(bus.publish(...), bus_loop) from another thread"
 )
+_ENDED_LOOP = (
+    "this bus was started on another event loop, which has ended (an earlier asyncio.run()?): stop it there,"
+    " before that loop ends (e.g. 'async with bus:'), or create a new EventBus for this loop"
+)
 
 #: The longest request timeout, in seconds (about 11.6 days); longer ones, and infinity, are refused.
 MAX_TIMEOUT = 1_000_000
@@ -43,13 +47,15 @@ def check_node(node: Any) -> str:
 
 
 def check_loop(node: Node) -> None:
-    """Refuse a call made outside the bus's event loop (another thread's loop, or no loop at all).
+    """Refuse a call made outside the bus's event loop (another thread's loop, a later loop, or no loop at all).
 
-    :raises BusError: naming ``asyncio.run_coroutine_threadsafe``, the way to call it from elsewhere.
+    :raises BusError: saying what to do instead: for a loop that has ended, stop the bus
+        in its loop or make a new one; for another thread, ``asyncio.run_coroutine_threadsafe``.
     """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     if loop is not node.loop:
-        raise BusError(_OTHER_LOOP)
+        ended = node.loop is not None and node.loop.is_closed()
+        raise BusError(_ENDED_LOOP if ended else _OTHER_LOOP)

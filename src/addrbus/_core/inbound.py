@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger("addrbus")  # the name users configure; fixed when files move
 
 
+#: What a dropped frame's reason most likely means, for the log line (the counter keeps the reason).
+_HINTS = {
+    "invalid": "it could not be opened with this bus's shared_key (different key?)",
+    "cleartext": "it was not sealed, and this bus has a shared_key (the sender has none?)",
+    "bad_magic": "it is no addrbus frame, or it is sealed and this bus has no shared_key (the sender has one?)",
+    "other_namespace": "it is of another namespace",
+}
+
+
 class Inbound:
     """Dispatch every frame this node receives; never raises into the transport."""
 
@@ -64,7 +73,9 @@ class Inbound:
                 confirm(env.src)
         except FrameError as exc:
             self._counters.count(f"dropped.{exc.reason}")
-            self._ratelog.warning(exc.reason, "dropped a received frame: %s", exc.reason)
+            hint = _HINTS.get(exc.reason)
+            self._ratelog.warning(exc.reason, "dropped a received frame: %s%s", exc.reason,
+                                  f" ({hint})" if hint else "")
         except Exception as exc:
             self._counters.count("dropped.bad_frame")
             self._ratelog.warning("bad_frame", "dropped a received frame: %s", type(exc).__name__)

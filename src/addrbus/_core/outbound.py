@@ -21,6 +21,7 @@ from .._patterns import SYSTEM_PREFIX
 from .._wire.bodies import spec_for
 from .._wire.envelope import Envelope, check_headers, make_envelope
 from .checks import MAX_TIMEOUT, NOT_RUNNING, SENDABLE, check_loop, check_node, sendable
+from .diagnose import no_handlers
 from .fanout import Fanout
 from .handlers import at
 
@@ -41,10 +42,6 @@ Remote = tuple[str, Envelope, Any]
 Held = tuple["list[tuple[Registration, Item]]", "list[tuple[str, Envelope]] | None"]
 
 ANY_NODE = ""  # a request's node when the transport's engine chooses it (Transport.routes_sends)
-
-
-def _no_handlers(addr: str, to: str | None) -> NoHandlers:
-    return NoHandlers(f"no handlers for address {addr!r}" + ("" if to is None else f" on node {to}"), code=-1)
 
 
 class Outbound:
@@ -73,6 +70,10 @@ class Outbound:
         #: The last call left work for its caller: ``blocked`` or ``copies`` (one check on the hot path).
         self.more = False
         self.direct: Direct | None = None  # set by the bus: requests that start their local handler
+
+    def no_handlers(self, addr: str, to: str | None = None) -> NoHandlers:
+        """Return the ``NoHandlers`` of a call to ``addr``: where the bus looked, what it knows, close names."""
+        return no_handlers(self._router, self._node, self._wire.describe, addr, to)
 
     def forget(self, node: str | None = None) -> None:
         """Drop the flow-control window of ``node`` (every node's when None)."""
@@ -104,7 +105,7 @@ class Outbound:
                 return self._publish_to(addr, body, hdrs, check_node(to))
             if not router.count(addr):
                 self._counters.count("failures.no_handlers")
-                raise NoHandlers(f"no handlers for address {addr!r}", code=-1)
+                raise self.no_handlers(addr)
         msg_id = node.next_id()
         ts = now()
         self._counters.published += 1
@@ -133,7 +134,7 @@ class Outbound:
         if not (router.local_for(addr) if here else
                 router.remote.get(addr, {}).get(to) or (router.patterns and to in router.pattern_nodes(addr))):
             self._counters.count("failures.no_handlers")
-            raise NoHandlers(f"node {to} has no handlers for address {addr!r}", code=-1)
+            raise self.no_handlers(addr, to)
         msg_id = node.next_id()
         self._counters.published += 1
         if here:
@@ -225,7 +226,7 @@ class Outbound:
         target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
         if target is None:
             self._counters.count("failures.no_handlers")
-            raise _no_handlers(addr, to)
+            raise self.no_handlers(addr, to)
         self._counters.sent += 1
         msg_id = node.next_id()
         if isinstance(target, str):
@@ -271,7 +272,7 @@ class Outbound:
         target = self._router.pick(addr) if to is None else self._target_on(addr, check_node(to))
         if target is None:
             self._counters.count("failures.no_handlers")
-            raise _no_handlers(addr, to)
+            raise self.no_handlers(addr, to)
         self._counters.requests += 1
         node_id = node.id
         pending = self._pending
@@ -360,7 +361,7 @@ class Outbound:
         """The engine says no node took request ``cid``: fail it ``NoHandlers`` now, not at its deadline."""
         entry = self._pending.get(cid)
         if entry is not None and not entry.future.done():
-            entry.future.set_exception(NoHandlers(f"no handlers for address {entry.address!r}", code=-1))
+            entry.future.set_exception(self.no_handlers(entry.address))
 
     async def send_ctl(self, op: str, body: dict[str, Any], to: str | None) -> int | bool | None:
         """Send a membership frame to one node, or to all (``to`` None)."""

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
-from .._patterns import SYSTEM_PREFIX, check_registered, group_key
+from .._patterns import SYSTEM_PREFIX, TAP_PREFIX, check_registered, group_key
 from .checks import check_loop
 from .handlers import DEFAULT_OVERFLOW_TIMEOUT, PASS_INLINE, Overflow, inspect_handler
 from .registration import Registration
@@ -68,19 +68,23 @@ class Registry:
         return self._add(address, handler, pass_mode, spec, max_queue, concurrency, overflow, group, system)
 
     def register_sink(self, address: str, sink: Callable[[Message[Any]], Any], spec: BodySpec,
-                      max_queue: int, overflow: Overflow | None = None, group: str | None = None) -> Registration:
-        """Register a stream's ``sink``: it takes each Message inline, typed by ``spec``.
+                      max_queue: int, overflow: Overflow | None = None, group: str | None = None,
+                      tap: bool = False) -> Registration:
+        """Register a stream's ``sink``: it takes each Message inline, typed by ``spec`` (``tap``: copies only).
 
         The sink returns None, or an awaitable that holds the next message back (a full stream that waits).
         """
+        if tap:
+            return self._add(TAP_PREFIX + address, sink, PASS_INLINE, spec, max_queue, 1, overflow, system=True)
         return self._add(address, sink, PASS_INLINE, spec, max_queue, 1, overflow, group)
 
     def _add(self, address: Any, handler: Callable[..., Any], pass_mode: int, spec: BodySpec,
              max_queue: int | None, concurrency: int | None, overflow: Overflow | None = None,
              group: str | None = None, system: bool = False) -> Registration:
         addr = check_registered(address_of(address))
-        if addr.startswith(SYSTEM_PREFIX) and not system:
-            raise ValueError(f"{addr!r} is an address of the bus's own ({SYSTEM_PREFIX}...): pick another name")
+        if addr.startswith((SYSTEM_PREFIX, TAP_PREFIX)) and not system:
+            raise ValueError(f"{addr!r} is an address of the bus's own ({addr[:addr.index('.', 1) + 1]}...):"
+                             " pick another name")
         if group is not None:
             addr = group_key(addr, group)  # registered and announced under it; see Router.pick_group
         if self.node.running:

@@ -8,7 +8,7 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Union
 
-from .._patterns import GROUP_SEP, SYSTEM_PREFIX, is_pattern, matches, split_key
+from .._patterns import GROUP_SEP, SYSTEM_PREFIX, TAP_PREFIX, is_pattern, matches, split_key
 
 if TYPE_CHECKING:
     from .registration import Registration
@@ -46,6 +46,8 @@ class Router:
         self.patterns: dict[str, tuple[str, tuple[str, ...] | None, str | None]] = {}
         self._matches: dict[str, tuple[str, ...]] = {}  # concrete address -> the patterns matching it
         self._patterns_full = False
+        #: The taps' keys (``TAP_PREFIX + address or pattern``) consumed here or on a known node.
+        self.taps: set[str] = set()
         self._changes: asyncio.Event | None = None  # set on the next change, for wait_for_count
         #: Called after every change of who consumes what.
         self.on_change: Callable[[], None] | None = None
@@ -56,7 +58,12 @@ class Router:
         self._wake()
 
     def _track(self, address: str) -> None:
-        """Keep :attr:`patterns` in step after ``address`` (a key) came or went, here or on a node."""
+        """Keep :attr:`patterns` and :attr:`taps` in step after ``address`` (a key) came or went, here or on a node."""
+        if address.startswith(TAP_PREFIX):
+            if address in self.local or address in self.remote:
+                self.taps.add(address)
+            else:
+                self.taps.discard(address)
         if not (GROUP_SEP in address or is_pattern(address)):
             return
         self._targets.clear()  # the consumers of every address it matches changed
@@ -84,8 +91,10 @@ class Router:
         if found is None:
             tokens = address.split(".")
             system = address.startswith(SYSTEM_PREFIX)  # the bus's own: for its exact consumer alone
+            tap = address.startswith(TAP_PREFIX)  # a tap's copy: for taps' patterns alone
             found = tuple(key for key, (base, pattern, _) in self.patterns.items()
-                          if (base == address if pattern is None else not system and matches(pattern, tokens)))
+                          if (base == address if pattern is None else
+                              not system and tap == base.startswith(TAP_PREFIX) and matches(pattern, tokens)))
             if len(self._matches) >= MAX_MATCHES:
                 self._matches.clear()  # addresses come from the network too: keep it bounded
             self._matches[address] = found
@@ -227,6 +236,7 @@ class Router:
         self.remote_entries = 0
         self._targets.clear()
         self.patterns = {p: t for p, t in self.patterns.items() if p in self.local}
+        self.taps = {t for t in self.taps if t in self.local}
         self._matches.clear()
         self._wake()
 
@@ -308,11 +318,15 @@ class Router:
 
         :raises TimeoutError: if that was not reached within ``timeout`` seconds.
         """
-        async with asyncio.timeout(timeout):
-            while True:
-                found = self.count(address)
-                if found == count if exactly else found >= count:
-                    return found
-                if self._changes is None:
-                    self._changes = asyncio.Event()
-                await self._changes.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    found = self.count(address)
+                    if found == count if exactly else found >= count:
+                        return found
+                    if self._changes is None:
+                        self._changes = asyncio.Event()
+                    await self._changes.wait()
+        except TimeoutError:
+            raise TimeoutError(f"waited {timeout:g} s for {'exactly' if exactly else 'at least'} {count} handler(s)"
+                               f" of {address!r}: saw {self.count(address)}") from None

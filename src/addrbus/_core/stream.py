@@ -8,6 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._exceptions import BusNotRunning
+from .._message import make_message
+from .._patterns import TAP_PREFIX
 from .._wire.bodies import BodySpec, spec_for
 from .handlers import DEFAULT_OVERFLOW_TIMEOUT, Overflow
 
@@ -30,7 +32,8 @@ class StreamHost(Protocol):
     wakers: set[Callable[[], None]]
 
     def register_sink(self, address: str, sink: Callable[[Message[Any]], Any], spec: BodySpec,
-                      max_queue: int, overflow: Overflow | None = None, group: str | None = None) -> Registration:
+                      max_queue: int, overflow: Overflow | None = None, group: str | None = None,
+                      tap: bool = False) -> Registration:
         """Register ``sink`` to take each Message at ``address`` inline, typed by ``spec``."""
 
 
@@ -46,7 +49,7 @@ class Stream:
 
     def __init__(self, host: StreamHost, address: str, body_type: Any, max_queue: int,
                  limit: int | None = None, overflow: Overflow = ("wait", DEFAULT_OVERFLOW_TIMEOUT),
-                 group: str | None = None) -> None:
+                 group: str | None = None, tap: bool = False) -> None:
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValueError(f"limit must be a positive int or None, not {limit!r}")
         self.address = address
@@ -59,6 +62,8 @@ class Stream:
         self._limit = limit
         self._overflow = overflow
         self._group = group
+        #: A tap sees a copy of every message to the address, and takes no part in its round-robin.
+        self.tap = tap
         self._space: asyncio.Future[None] | None = None  # holds the registration back while the stream is full
         self._taken = 0  # messages received, towards the limit
         self._yielded = 0
@@ -66,6 +71,9 @@ class Stream:
         self._failing: set[asyncio.Task[None]] = set()
 
     def _push(self, msg: Message[Any]) -> asyncio.Future[None] | None:
+        if self.tap:  # a copy: it shows the address its original went to
+            msg = make_message(msg.body, msg.address[len(TAP_PREFIX):], msg.headers, msg.id, None, None, msg.sender,
+                               msg.timestamp, None)
         items = self._items
         if len(items) >= self._max_queue:
             policy = self._overflow[0]
@@ -111,7 +119,7 @@ class Stream:
         if self._reg is None and not (self._limit is not None and self._taken >= self._limit):
             host = self._host
             self._reg = host.register_sink(self.address, self._push, self._spec, self._max_queue, self._overflow,
-                                           self._group)
+                                           self._group, self.tap)
             host.wakers.add(self._ready.set)
 
     def close(self) -> None:

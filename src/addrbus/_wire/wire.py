@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import MessageTooLarge
 from .._patterns import GROUP_SEP, is_pattern
+from ..transports.registry import redact
 from .bodies import encode_body
 from .envelope import Envelope
 from .frames import FrameError, check_envelope, decode_frame, encode_frame
@@ -38,6 +39,10 @@ class Wire:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._limit = transport.max_frame_size
         self._keys: dict[str, list[str]] = {}  # address -> its interest keys, with a shared key
+
+    def describe(self) -> str:
+        """Return the transport's URL with every argument spelt out, and no password."""
+        return redact(self._transport.describe())
 
     @property
     def encrypted(self) -> bool:
