@@ -54,6 +54,17 @@ async def watched(threshold: float = 0.1) -> AsyncIterator[tuple[EventBus, Watch
             dog.stop()
 
 
+@pytest.fixture(autouse=True)
+def looks_often(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the thread look every 20 ms while the loop is on time, so stalls of 0.15 s are sampled for sure.
+
+    By default it looks every IDLE_WAKE (0.5 s), which costs the loop nothing measurable; the
+    test marked ``default_looks`` checks a stall longer than that with the default.
+    """
+    if "default_looks" not in request.keywords:
+        monkeypatch.setattr(watchdog_module, "IDLE_WAKE", 0.02)
+
+
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO, logger="addrbus")
@@ -340,3 +351,21 @@ def test_blocking_threshold_refuses(value: Any) -> None:
     with pytest.raises(ConfigError, match="blocking_threshold") as raised:
         check_blocking_threshold(value)
     assert isinstance(raised.value, ValueError)
+
+
+@pytest.mark.default_looks
+async def test_with_the_default_looks_a_stall_longer_than_them_is_named(logs: pytest.LogCaptureFixture) -> None:
+    assert watchdog_module.IDLE_WAKE == 0.5
+    async with watched() as (bus, _):
+        @bus.on("jobs.slow")
+        async def slow(n: int) -> int:
+            time.sleep(0.7)  # noqa: ASYNC251 - the scenario: longer than the thread's idle looks
+            return n
+
+        assert await bus.request("jobs.slow", 1, timeout=5) == 1
+        for _ in range(300):  # bounded: the warning comes on the loop's next timer run
+            if bus.stats().get("stalls.handler"):
+                break
+            await asyncio.sleep(0.01)
+    assert bus.stats().get("stalls.handler") == 1
+    assert any("jobs.slow" in r.getMessage() and "slow" in r.getMessage() for r in logs.records)

@@ -11,13 +11,13 @@ bus = EventBus()  # blocking_threshold=0.1 (seconds) by default; None turns the 
 
 @bus.on("reports.build")
 async def build_report(n: int) -> int:
-    time.sleep(0.3)  # noqa: ASYNC251 - the mistake shown: the whole event loop waits for it
+    time.sleep(0.6)  # noqa: ASYNC251 - the mistake shown: the whole event loop waits for it
     return n
 
 
 @bus.on("reports.build_in_thread")
 def build_report_in_thread(n: int) -> int:  # a plain def runs in a worker thread: the loop goes on
-    time.sleep(0.3)
+    time.sleep(0.6)
     return n
 
 

@@ -37,6 +37,10 @@ MAX_SAMPLES, MAX_DEPTH, MAX_UNWRAP = 8, 128, 16
 REPORT_BURST, REPORT_INTERVAL = 5, 10.0
 #: How long ``stop()`` waits for the thread, which wakes at once when told to stop.
 JOIN_TIMEOUT = 1.0
+#: Seconds between the thread's looks while the loop's timer runs on time. Each look takes the
+#: GIL from the loop for a moment: 40 looks a second cost 7 % of the 100-requesters round trips
+#: on 3.11, 2 a second nothing measurable. Once the loop is late it looks every threshold / 4.
+IDLE_WAKE = 0.5
 
 #: CPython's, and absent elsewhere: without it stalls are still counted, with no culprit named.
 _current_frames: Callable[[], dict[int, types.FrameType]] | None = getattr(sys, "_current_frames", None)
@@ -265,11 +269,15 @@ class Watchdog:
         """Sample the loop thread's stack while the timer is late; end on stop(), or when the loop ends."""
         frames = _current_frames
         late = self._interval + self.threshold / 4  # a timer a quarter threshold late: something holds the loop
+        idle, fast = max(IDLE_WAKE, self.threshold), self.threshold / 4
+        wait = idle
         try:
-            while not stopping.wait(self.threshold / 4) and frames is not None:
+            while not stopping.wait(wait) and frames is not None:
                 since = self._last
                 if time.monotonic() - since <= late:
+                    wait = idle
                     continue
+                wait = fast
                 if loop.is_closed():
                     return  # the loop ended without stop(): nothing left to watch
                 if not loop.is_running():
