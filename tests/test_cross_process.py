@@ -9,8 +9,6 @@ routes (``wait_for_handlers``) or for replies, always with a bound.
 from __future__ import annotations
 
 import asyncio
-import os
-import random
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,18 +19,13 @@ from typing import Any
 import pytest
 
 from addrbus import EventBus, NoHandlers, RecipientGone
+from tests._processes import child_env, stop, udp_url
 from tests.conftest import unique
 from tests.fixtures_netns import require_private_netns
 from tests.procs.service import HEARTBEAT, SAMPLE, Receipt
 
 SERVICE = Path(__file__).parent / "procs" / "service.py"
 WAIT = 10.0  # seconds: a generous bound on anything that should take milliseconds
-
-
-def udp_url() -> str:
-    """Return a host-local multicast URL on a group and port no other test uses."""
-    group = f"239.255.{random.randint(1, 254)}.{random.randint(1, 254)}"
-    return f"udp://{group}:{random.randint(20000, 60000)}?interface=127.0.0.1&ttl=0"
 
 
 class Proc:
@@ -60,13 +53,7 @@ class Proc:
 
     async def finish(self) -> int:
         """Stop the process (SIGTERM, then SIGKILL after a bound) and return its exit code."""
-        if self.process.returncode is None:
-            self.process.terminate()
-            try:
-                return await asyncio.wait_for(self.process.wait(), 5.0)
-            except TimeoutError:
-                self.process.kill()
-        return await self.process.wait()
+        return await stop(self.process)
 
 
 @pytest.fixture
@@ -79,7 +66,7 @@ async def spawn() -> AsyncIterator[Callable[..., Awaitable[Proc]]]:
         process = await asyncio.create_subprocess_exec(
             sys.executable, str(SERVICE), role, url, namespace, address, *args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            env=child_env(),
         )
         proc = Proc(process, role)
         procs.append(proc)

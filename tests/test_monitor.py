@@ -30,6 +30,7 @@ from addrbus import EventBus, Message, RecipientFailure
 from addrbus._patterns import SYSTEM_PREFIX
 from addrbus._reporting import STATE_ADDRESS, Reporter
 from addrbus.monitor import Monitor, serve
+from tests._processes import child_env, stop
 from tests.conftest import unique
 from tests.test_membership import until as membership_until
 
@@ -437,13 +438,7 @@ class Child:
         raise AssertionError(f"{self.name} never printed {pattern!r}: {self.lines}")
 
     async def finish(self) -> None:
-        if self.process.returncode is None:
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 5.0)
-            except TimeoutError:
-                self.process.kill()
-        await self.process.wait()
+        await stop(self.process)
 
 
 @pytest.fixture
@@ -454,7 +449,7 @@ async def start() -> AsyncIterator[Callable[..., Any]]:
         process = await asyncio.create_subprocess_exec(
             sys.executable, *args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            env=child_env(),
         )
         child = Child(process, name)
         children.append(child)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,18 +18,13 @@ from typing import Any
 
 import pytest
 
+from tests._processes import stop, udp_url
 from tests.conftest import unique
 from tests.fixtures_netns import require_private_netns
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "two_services"
 WAIT = 20.0  # seconds: a generous bound on what takes well under one
 READY = re.compile(r"service: node ([0-9a-f]+) answers pricing\.quote on (\S+)")
-
-
-def udp_url() -> str:
-    """Return a host-local multicast URL on a group and port no other test uses."""
-    group = f"239.255.{random.randint(1, 254)}.{random.randint(1, 254)}"
-    return f"udp://{group}:{random.randint(20000, 60000)}?interface=127.0.0.1&ttl=0"
 
 
 class Program:
@@ -59,13 +53,7 @@ class Program:
 
     async def finish(self) -> None:
         """Stop it if it still runs: SIGTERM, then SIGKILL after a bound."""
-        if self.process.returncode is None:
-            self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 5.0)
-            except TimeoutError:
-                self.process.kill()
-                await self.process.wait()
+        await stop(self.process)
 
 
 @pytest.fixture

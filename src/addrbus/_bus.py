@@ -25,7 +25,7 @@ from ._counters import Counters
 from ._env import ENV_URL, warn_unknown
 from ._exceptions import BusStopped, ConfigError, RecipientGone
 from ._loops import run as run_loop
-from ._patterns import SYSTEM_PREFIX, TAP_PREFIX
+from ._patterns import RESERVED
 from ._ratelog import RateLimitedLog
 from ._registering import Registering
 from ._reporting import STATE_ADDRESS, Reporter, Watching
@@ -328,7 +328,7 @@ class EventBus(Registering, Sending, Watching):
 
     def describe(self) -> str:
         """Return the transport's URL with every argument spelt out, and no password."""
-        return redact(self._transport.describe())
+        return self._wire.describe()
 
     def nodes(self) -> dict[str, dict[str, int]]:
         """Return every live node (this one included) with the addresses it consumes and how many handlers.
@@ -342,4 +342,4 @@ class EventBus(Registering, Sending, Watching):
 
 def _users(counts: dict[str, int]) -> dict[str, int]:
     """Leave the bus's own addresses (and taps') out of a listing."""
-    return {address: n for address, n in counts.items() if not address.startswith((SYSTEM_PREFIX, TAP_PREFIX))}
+    return {address: n for address, n in counts.items() if not address.startswith(RESERVED)}

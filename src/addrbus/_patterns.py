@@ -9,6 +9,8 @@ GROUP_SEP = "\u241e"
 SYSTEM_PREFIX = "_addrbus.sys."
 #: A tap (``bus.stream(a, tap=True)``) consumes ``TAP_PREFIX + a``: senders to ``a`` publish a copy there.
 TAP_PREFIX = "_addrbus.tap."
+#: The prefixes of the bus's own addresses: users may not register there, listings leave them out.
+RESERVED = (SYSTEM_PREFIX, TAP_PREFIX)
 #: The header a tap's copy carries: ``publish``, ``send`` or ``request``, what the original was.
 TAP_HEADER = "addrbus-tap"
 MAX_GROUP_LENGTH = 64

@@ -5,7 +5,7 @@
 turns every failure into one scrubbed line and an exit code.
 """
 
-from .commands import DEFAULT_URL, LISTEN_REFUSAL
+from .commands import DEFAULT_URL
 from .errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -28,7 +28,6 @@ __all__ = [
     "EXIT_TERMINATED",
     "EXIT_TRANSPORT",
     "EXIT_USAGE",
-    "LISTEN_REFUSAL",
     "UsageError",
     "build_parser",
     "main",

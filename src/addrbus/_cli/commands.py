@@ -33,7 +33,6 @@ logger = logging.getLogger("addrbus._cli")
 #: ``memory://`` (the default of ``EventBus()``) would reach no one from a separate process.
 DEFAULT_URL = ENV_URL
 
-LISTEN_REFUSAL = "'addrbus listen' does not answer requests; start it with --reply JSON to answer them"  # before 0.3
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 

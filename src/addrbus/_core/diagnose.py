@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .._exceptions import NoHandlers
-from .._patterns import SYSTEM_PREFIX, TAP_PREFIX, split_key
+from .._patterns import RESERVED, split_key
 
 if TYPE_CHECKING:
     from .node import Node
@@ -42,7 +42,7 @@ def no_handlers(router: Router, node: Node, where: Callable[[], str], address: s
 def close_names(router: Router, address: str) -> list[str]:
     """Return up to three addresses consumed on the bus whose names are close to ``address``."""
     known = {split_key(key)[0] for key in (*router.local, *router.remote)}
-    known = {name for name in known if not name.startswith((SYSTEM_PREFIX, TAP_PREFIX)) and name != address}
+    known = {name for name in known if not name.startswith(RESERVED) and name != address}
     if len(known) > MAX_CANDIDATES:
         known = set(sorted(known)[:MAX_CANDIDATES])
     return difflib.get_close_matches(address, sorted(known), n=3, cutoff=0.75)

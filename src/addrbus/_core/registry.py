@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._addresses import address_of
-from .._patterns import SYSTEM_PREFIX, TAP_PREFIX, check_registered, group_key
+from .._patterns import RESERVED, TAP_PREFIX, check_registered, group_key
 from .checks import check_loop
 from .handlers import DEFAULT_OVERFLOW_TIMEOUT, PASS_INLINE, Overflow, inspect_handler
 from .registration import Registration
@@ -82,9 +82,9 @@ class Registry:
              max_queue: int | None, concurrency: int | None, overflow: Overflow | None = None,
              group: str | None = None, system: bool = False) -> Registration:
         addr = check_registered(address_of(address))
-        if addr.startswith((SYSTEM_PREFIX, TAP_PREFIX)) and not system:
-            raise ValueError(f"{addr!r} is an address of the bus's own ({addr[:addr.index('.', 1) + 1]}...):"
-                             " pick another name")
+        if addr.startswith(RESERVED) and not system:
+            prefix = next(p for p in RESERVED if addr.startswith(p))
+            raise ValueError(f"{addr!r} is an address of the bus's own ({prefix}...): pick another name")
         if group is not None:
             addr = group_key(addr, group)  # registered and announced under it; see Router.pick_group
         if self.node.running:
